@@ -1,0 +1,41 @@
+"""`generec` console script: a thin dispatcher to the Hydra entry points.
+
+generec train data=beauty model=sasrec seed=3
+generec predict checkpoint=... data=ml-100k topk=20
+generec leaderboard results/
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: generec <command> [overrides...]
+
+commands:
+  train        train and test a recommender (Hydra overrides, -m for multirun)
+  predict      write each user's top-K items from a checkpoint
+  leaderboard  table of results records: generec leaderboard <dir> [<dir> ...]
+"""
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in ("train", "predict"):
+        module = __import__(f"generec.{command}", fromlist=["main"])
+        sys.argv = [f"generec {command}", *rest]
+        module.main()
+        return 0
+    if command == "leaderboard":
+        from generec.leaderboard import main as leaderboard_main
+
+        return leaderboard_main(rest)
+    print(f"generec: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The one seam every recommender exposes: ``encode``, ``item_embeddings``, ``score``.
+
+Evaluation, generation and audits talk to models only through these three methods.
+Batches are dicts of tensors:
+
+* training: ``input_ids`` [B, L] (left-padded with 0), ``targets`` [B, L] (0 = no loss here)
+* evaluation: ``input_ids`` [B, L], ``targets`` [B], optional ``history`` [B, H] to mask
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from generec.eval.metrics import DEFAULT_KS, MetricAccumulator, target_ranks
+from generec.eval.ranking import prepare_scores
+
+
+class SeqRecModule(L.LightningModule):
+    """Base class: subclasses implement ``sequence_hidden`` and ``item_embeddings``.
+
+    Default training is full-softmax cross-entropy over all real items at every
+    supervised position (``loss="ce"``), or BCE against uniformly sampled negatives
+    (``loss="bce"``).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        loss: str = "ce",
+        num_negatives: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        eval_ks: Sequence[int] = DEFAULT_KS,
+    ) -> None:
+        super().__init__()
+        if loss not in ("ce", "bce"):
+            raise ValueError(f"model.loss must be 'ce' or 'bce', got {loss!r}")
+        self.num_items = num_items
+        self.max_len = max_len
+        self.loss_type = loss
+        self.num_negatives = num_negatives
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.eval_ks = tuple(int(k) for k in eval_ks)
+        self.metrics = {"valid": MetricAccumulator(self.eval_ks), "test": MetricAccumulator(self.eval_ks)}
+
+    # ----------------------------------------------------------------- the seam
+    def sequence_hidden(self, input_ids: Tensor) -> Tensor:
+        """Hidden state at every position: [B, L] -> [B, L, d]."""
+        raise NotImplementedError
+
+    def item_embeddings(self) -> Tensor:
+        """Output item table [num_items + 1, d]; row 0 is padding."""
+        raise NotImplementedError
+
+    def encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """User state after the whole input sequence: [B, d] (or [B, K, d] for multi-interest)."""
+        return self.sequence_hidden(batch["input_ids"])[:, -1]
+
+    def score(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits over the whole catalogue [B, num_items + 1]; multi-interest takes the max over K."""
+        user = self.encode(batch)
+        items = self.item_embeddings()
+        if user.dim() == 3:
+            return torch.einsum("bkd,nd->bkn", user, items).amax(dim=1)
+        return user @ items.T
+
+    # ----------------------------------------------------------------- training
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
+        targets = batch["targets"]
+        supervised = targets > 0
+        h = hidden[supervised]  # [N, d]
+        y = targets[supervised]  # [N]
+        items = self.item_embeddings()
+        if self.loss_type == "ce":
+            logits = h @ items[1:].T  # [N, I]: padding never a class
+            return F.cross_entropy(logits, y - 1)
+        neg = torch.randint(1, self.num_items + 1, (y.shape[0], self.num_negatives), device=y.device)
+        pos_logit = (h * items[y]).sum(-1)  # [N]
+        neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]
+        return F.binary_cross_entropy_with_logits(
+            torch.cat([pos_logit[:, None], neg_logit], 1),
+            torch.cat([torch.ones_like(pos_logit[:, None]), torch.zeros_like(neg_logit)], 1),
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.compute_loss(batch)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["input_ids"].shape[0],
+        )
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # --------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        scores = prepare_scores(self.score(batch), batch.get("history"))
+        self.metrics[stage].update(target_ranks(scores, batch["targets"]))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        acc = self.metrics[stage]
+        values = acc.compute(reduce_fn=lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+        acc.reset()
+        shown = ("ndcg@10", "hr@10")  # on the progress bar; the rest go to the loggers only
+        for k, v in values.items():
+            self.log(f"{stage}/{k}", v, prog_bar=stage == "valid" and k in shown, sync_dist=False)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "valid")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("valid")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int):
+        return self.score(batch)
+
+    # --------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Stores what ``generec predict`` needs to rebuild the model and check the data (plain values)."""
+        cls = type(self)
+        checkpoint["generec_model_class"] = f"{cls.__module__}.{cls.__qualname__}"
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "dataset_record"):
+            checkpoint["generec_dataset"] = datamodule.dataset_record()

@@ -1,0 +1,83 @@
+"""Transformer blocks shared by the attention-based recommenders."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def causal_padding_mask(input_ids: Tensor, causal: bool = True) -> Tensor:
+    """Boolean attention mask [B, 1, L, L]: True where query i may attend key j.
+
+    Keys that are padding are hidden; the diagonal is always open so a padding query
+    never has an all-masked row (which would give NaN in softmax). Outputs at padding
+    positions are ignored by the losses and readouts.
+    """
+    B, L = input_ids.shape
+    real = input_ids > 0  # [B, L]
+    eye = torch.eye(L, dtype=torch.bool, device=input_ids.device)
+    allowed = real[:, None, :].expand(B, L, L)
+    if causal:
+        allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=input_ids.device).tril()
+    return (allowed | eye).unsqueeze(1)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Self-attention through ``scaled_dot_product_attention`` (fused kernels when available)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.attn_dropout = dropout
+        self.out_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, L, D = x.shape
+        q, k, v = (
+            self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        )  # [B, h, L, d_h]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).reshape(B, L, D)
+        return self.out_dropout(self.out(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, hidden: int, inner: int, dropout: float, activation: str = "gelu") -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, inner)
+        self.fc2 = nn.Linear(inner, hidden)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(self.dropout(self.act(self.fc1(x)))))
+
+
+class TransformerBlock(nn.Module):
+    """Post-norm block (residual, then LayerNorm), as in SASRec/RecBole's Transformer layer."""
+
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        inner: int,
+        dropout: float,
+        activation: str = "gelu",
+        layer_norm_eps: float = 1e-12,
+    ) -> None:
+        super().__init__()
+        self.attn = MultiHeadSelfAttention(hidden, heads, dropout)
+        self.norm1 = nn.LayerNorm(hidden, eps=layer_norm_eps)
+        self.ffn = FeedForward(hidden, inner, dropout, activation)
+        self.norm2 = nn.LayerNorm(hidden, eps=layer_norm_eps)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = self.norm1(x + self.attn(x, mask))
+        return self.norm2(x + self.ffn(x))

@@ -1,0 +1,26 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The read-only real datasets: ``$GENEREC_DATA_DIR`` or ``<repo>/../shared/data``.
+
+    Fails (never skips) when missing, so a misconfigured machine cannot pass by testing nothing.
+    """
+    root = Path(os.environ.get("GENEREC_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    if not (root / "beauty" / "Beauty.txt").is_file():
+        pytest.fail(
+            f"shared datasets not found at {root} (expected beauty/Beauty.txt there). "
+            "Set GENEREC_DATA_DIR=/path/to/shared/data to run the data tests.",
+            pytrace=False,
+        )
+    return root
