@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from generec.data.batching import all_positions_rows, left_padded_windows, prefix_rows
 from generec.data.preprocess import SPLITTERS, examples, load_dataset
+from generec.data.registry import get_spec
 from generec.data.types import SequenceData
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,9 @@ class SeqDataModule(L.LightningDataModule):
         name: str | None = None,
         path: str | None = None,
         format: str | None = None,
-        min_user_inter: int = 0,
-        min_item_inter: int = 0,
-        dedup: str = "all",
+        min_user_inter: int | None = None,
+        min_item_inter: int | None = None,
+        dedup: str | None = None,
         max_len: int = 50,
         protocol: str = "all_positions",
         split: str = "loo",
@@ -113,11 +114,12 @@ class SeqDataModule(L.LightningDataModule):
             raise ValueError(f"data.split must be one of {sorted(SPLITTERS)}, got {split!r}")
         self.registry, self.path, self.format = registry, path, format
         self.name = name or (Path(path).stem if path else registry)
-        self.preprocessing = {
-            "min_user_inter": min_user_inter,
-            "min_item_inter": min_item_inter,
-            "dedup": dedup,
-        }
+        given = {"min_user_inter": min_user_inter, "min_item_inter": min_item_inter, "dedup": dedup}
+        defaults = {"min_user_inter": 0, "min_item_inter": 0, "dedup": "all"}
+        if path is None and registry is not None:
+            defaults.update(get_spec(registry).defaults)
+        # Effective values (recorded in the results); None means the registry's default.
+        self.preprocessing = {k: defaults[k] if v is None else v for k, v in given.items()}
         self.max_len, self.protocol, self.split_name = max_len, protocol, split
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.mask_history, self.seed, self.cache_dir = mask_history, seed, cache_dir

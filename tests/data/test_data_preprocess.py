@@ -238,11 +238,10 @@ def test_load_dataset_corrupt_cache_is_rebuilt(tmp_path, caplog):
 
 def test_load_registered_dataset_with_side_info(shared_data_dir, tmp_path):
     data = load_dataset("ml-100k", data_dir=shared_data_dir, cache_dir=tmp_path / "c", download=False)
-    # registry defaults for MovieLens: 5-core, dedup first
-    assert data.stats["users"] == 943 and data.stats["kcore_removed_items"] > 0
-    assert data.lengths.min() >= 5
+    # registry defaults for MovieLens: no k-core (RecBole's counts), dedup first
+    assert data.stats["users"] == 943 and data.num_items == 1682
     toy_story = data.item_tokens.tolist().index("1")
     assert data.item_side["title"][toy_story] == "Toy Story"
     assert data.user_side["occupation"][data.user_tokens.tolist().index("1")] == "technician"
-    raw = load_dataset("ml-100k", data_dir=shared_data_dir, cache_dir=tmp_path / "c", min_item_inter=0)
-    assert raw.num_items == 1682
+    cored = load_dataset("ml-100k", data_dir=shared_data_dir, cache_dir=tmp_path / "c", min_item_inter=5)
+    assert cored.num_items < 1682 and cored.stats["kcore_removed_items"] > 0
