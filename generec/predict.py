@@ -50,6 +50,7 @@ def recommend(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(users [U], items [U, K] remapped ids, scores [U, K]) of the next items after each whole history."""
     rows = datamodule.user_rows(users, with_history=mask_history)
+    rows.trim = model.accepts_trimmed_batches
     loader = datamodule.loader(rows, batch_size, shuffle=False)
     all_items, all_scores = [], []
     with torch.inference_mode():

@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model = instantiate(cfg.model, num_items=datamodule.num_items, _convert_="all")
+    datamodule.set_trimming(model.accepts_trimmed_batches)
 
     history = RunHistory(monitor=cfg.monitor)
     callbacks = [EpochSeed(cfg.seed), history]

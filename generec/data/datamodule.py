@@ -8,6 +8,7 @@ the batches an uninterrupted run would.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -15,47 +16,73 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from generec.data.batching import all_positions_rows, left_padded_windows, prefix_rows
+from generec.data.augment import ROW_BUILDERS, OnlineAugment, offline_rows, ops_from_config, parse_augment
+from generec.data.batching import left_padded_windows
 from generec.data.preprocess import SPLITTERS, examples, load_dataset
 from generec.data.registry import get_spec
 from generec.data.types import SequenceData
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("all_positions", "prefixes")
+PROTOCOLS = ("all_positions", "prefixes", "last")  # last: one row per sequence (DA4Rec, no slide-window)
 
 
 class TensorRows(Dataset):
-    """Indexable by a tensor of row ids; returns a dict batch of the named tensors."""
+    """Indexable by a tensor of row ids; returns a dict batch of the named tensors.
+
+    With ``trim`` on, columns that are padding in every row of the batch are cut off the
+    left of the left-padded tensors (``input_ids``/``targets`` together, ``history`` on its
+    own). Short-sequence datasets then pay for their real lengths, not for ``max_len``;
+    the widths are known on the host, so trimming costs no device sync.
+    """
+
+    GROUPS = (("input_ids", "targets"), ("history",))
 
     def __init__(self, **tensors: torch.Tensor) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
+        self.trim = False
+        self.widths: dict[tuple[str, ...], torch.Tensor] = {}
+        for group in self.GROUPS:
+            present = [tensors[k] for k in group if k in tensors and tensors[k].dim() == 2]
+            if present:
+                nonzero = torch.stack([t != 0 for t in present]).any(0)  # [N, L]
+                first = torch.where(nonzero.any(1), nonzero.int().argmax(1), nonzero.shape[1])
+                self.widths[group] = (nonzero.shape[1] - first).clamp(min=1)  # [N] real width per row
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: v[rows] for k, v in self.tensors.items()}
+        batch = {k: v[rows] for k, v in self.tensors.items()}
+        if self.trim:
+            for group, widths in self.widths.items():
+                width = int(widths[rows].max())
+                for k in group:
+                    if k in batch and batch[k].dim() == 2:
+                        batch[k] = batch[k][:, -width:]
+        return batch
 
 
 class EpochBatchSampler(Sampler):
     """Yields row-index tensors; the permutation depends only on (seed, epoch).
 
     Under torch.distributed each rank takes an exact, non-overlapping share of the rows
-    (no padding by duplication, so evaluation sums stay exact).
+    (no padding by duplication, so evaluation sums stay exact). With ``widths`` (real row
+    widths) and shuffling, rows of similar width share a batch: length bucketing.
     """
 
     def __init__(
-        self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        widths: torch.Tensor | None = None,
     ) -> None:
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
-            n,
-            batch_size,
-            shuffle,
-            seed,
-            drop_last,
-        )
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last, self.widths = drop_last, widths
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning at each epoch start
@@ -75,6 +102,13 @@ class EpochBatchSampler(Sampler):
     def __iter__(self):
         rows = self._rows()
         stop = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
+        if self.widths is not None and self.shuffle:
+            # Stable sort: random order within equal widths; then shuffle the batch order.
+            rows = rows[torch.sort(self.widths[rows], stable=True).indices]
+            batches = [rows[i : i + self.batch_size] for i in range(0, stop, self.batch_size)]
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
+            yield from (batches[i] for i in torch.randperm(len(batches), generator=g).tolist())
+            return
         for i in range(0, stop, self.batch_size):
             yield rows[i : i + self.batch_size]
 
@@ -84,6 +118,39 @@ class EpochBatchSampler(Sampler):
             world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
             n = len(range(rank, self.n, world))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class _AugmentedRows(Dataset):
+    """Training rows with an online augmentation per batch, seeded by (epoch, batch index in the epoch).
+
+    Batches are fetched in order in the main process (``batch_size=None``, no workers), so a
+    per-epoch counter is a deterministic batch index.
+    """
+
+    def __init__(self, rows: TensorRows, transform) -> None:
+        self.rows, self.transform = rows, transform
+        self.sampler: EpochBatchSampler | None = None
+        self._epoch, self._index = -1, 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        epoch = self.sampler.epoch if self.sampler is not None else 0
+        if epoch != self._epoch:
+            self._epoch, self._index = epoch, 0
+        batch = self.transform(self.rows[rows], epoch, self._index)
+        self._index += 1
+        return batch
+
+
+def _plain(value):
+    """Hydra DictConfig/ListConfig (or plain) -> plain dicts/lists, keeping key order."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
 
 
 class SeqDataModule(L.LightningDataModule):
@@ -106,6 +173,10 @@ class SeqDataModule(L.LightningDataModule):
         mask_history: bool = False,
         seed: int = 0,
         cache_dir: str | None = None,
+        augment: dict | None = None,
+        cold_start_ratio: float | None = None,
+        cold_start_seed: int = 0,
+        length_bucketing: bool = False,
     ) -> None:
         super().__init__()
         if protocol not in PROTOCOLS:
@@ -123,7 +194,13 @@ class SeqDataModule(L.LightningDataModule):
         self.max_len, self.protocol, self.split_name = max_len, protocol, split
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.mask_history, self.seed, self.cache_dir = mask_history, seed, cache_dir
+        self.length_bucketing = length_bucketing
         self.data: SequenceData | None = None
+        # {mode: none|offline|online, ops: {name: params}, copies}: see generec.data.augment
+        self.augment = parse_augment(_plain(augment))
+        if cold_start_ratio is not None and not 0 < cold_start_ratio <= 1:
+            raise ValueError(f"data.cold_start_ratio must be in (0, 1], got {cold_start_ratio}")
+        self.cold_start_ratio, self.cold_start_seed = cold_start_ratio, cold_start_seed
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str | None = None) -> None:
@@ -138,8 +215,9 @@ class SeqDataModule(L.LightningDataModule):
         )
         self.data.name = self.name
         self.split = SPLITTERS[self.split_name](self.data)
-        build_rows = all_positions_rows if self.protocol == "all_positions" else prefix_rows
-        inputs, targets = build_rows(self.data.items, self.data.offsets, self.split.train_end, self.max_len)
+        if self.cold_start_ratio is not None and self.cold_start_ratio < 1:
+            self._keep_user_fraction()
+        inputs, targets = self._train_arrays()
         self.train_rows = TensorRows(input_ids=torch.from_numpy(inputs), targets=torch.from_numpy(targets))
         self.eval_rows = {which: self._eval_rows(which) for which in ("valid", "test")}
         log.info(
@@ -153,8 +231,31 @@ class SeqDataModule(L.LightningDataModule):
             len(self.eval_rows["test"]),
         )
 
+    def _keep_user_fraction(self) -> None:
+        """Cold start (DA4Rec): a seeded fraction of users; the others neither train nor get evaluated."""
+        rng = np.random.default_rng(self.cold_start_seed)
+        n = self.data.num_users
+        kept = np.zeros(n, dtype=bool)
+        kept[rng.permutation(n)[: max(1, round(self.cold_start_ratio * n))]] = True
+        self.split.train_end = np.where(kept, self.split.train_end, 0)
+        for name in ("eval_users", "short_users"):
+            users = getattr(self.split, name, None)
+            if users is not None:
+                setattr(self.split, name, users[kept[users]])
+        self.kept_users = kept
+
+    def _train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training (inputs, targets); offline augmentation grows the training parts first."""
+        args = (self.data.items, self.data.offsets, self.split.train_end)
+        if self.augment["mode"] != "offline":
+            return ROW_BUILDERS[self.protocol](*args, self.max_len)
+        ops = ops_from_config(self.augment["ops"], self.data.num_items)
+        return offline_rows(*args, self.protocol, self.max_len, ops, self.augment["copies"], self.seed)
+
     def _eval_rows(self, which: str) -> TensorRows:
-        users, history_end, target = examples(self.split, which)
+        # A splitter may bring its own ``examples`` (e.g. several targets per user: target [N, T]).
+        get_examples = getattr(self.split, "examples", None)
+        users, history_end, target = get_examples(which) if callable(get_examples) else examples(self.split, which)
         starts = self.data.offsets[users]
         ends = starts + history_end
         tensors = {
@@ -180,20 +281,34 @@ class SeqDataModule(L.LightningDataModule):
             tensors["history"] = torch.from_numpy(left_padded_windows(self.data.items, starts, ends, width))
         return TensorRows(**tensors)
 
+    def set_trimming(self, enabled: bool) -> None:
+        """Cut all-padding columns per batch (for models that accept inputs shorter than max_len)."""
+        for rows in (self.train_rows, *self.eval_rows.values()):
+            rows.trim = enabled
+
     # ------------------------------------------------------------------ loaders
     @staticmethod
-    def loader(rows: TensorRows, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    def loader(
+        rows: TensorRows, batch_size: int, shuffle: bool, seed: int = 0, widths: torch.Tensor | None = None
+    ) -> DataLoader:
         # A private generator: creating the iterator must not draw from torch's global RNG,
         # whose state at each epoch start is what makes resumed runs exact.
         return DataLoader(
             rows,
             batch_size=None,
-            sampler=EpochBatchSampler(len(rows), batch_size, shuffle, seed),
+            sampler=EpochBatchSampler(len(rows), batch_size, shuffle, seed, widths=widths),
             generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader(self.train_rows, self.batch_size, shuffle=True, seed=self.seed)
+        if self.augment["mode"] == "online":
+            ops = ops_from_config(self.augment["ops"], self.data.num_items)
+            rows = _AugmentedRows(self.train_rows, OnlineAugment(ops, self.protocol, self.seed, self.max_len))
+            loader = self.loader(rows, self.batch_size, shuffle=True, seed=self.seed)
+            rows.sampler = loader.sampler
+            return loader
+        widths = self.train_rows.widths.get(("input_ids", "targets")) if self.length_bucketing else None
+        return self.loader(self.train_rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.eval_rows["valid"], self.eval_batch_size, shuffle=False)
@@ -222,5 +337,7 @@ class SeqDataModule(L.LightningDataModule):
             "split": self.split_name,
             "max_len": self.max_len,
             "mask_history": self.mask_history,
+            "augment": self.augment,
+            "cold_start_ratio": self.cold_start_ratio,
             **self.preprocessing,
         }

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from generec.data import formats, registry
+from generec.data.splits import comirec_user_split
 from generec.data.types import RawInteractions, SequenceData, SideTable
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def examples(split: LeaveOneOutSplit, which: str = "valid") -> tuple[np.ndarray,
     return users, history_end.astype(np.int64), target
 
 
-SPLITTERS = {"loo": leave_one_out_split}
+SPLITTERS = {"loo": leave_one_out_split, "comirec": comirec_user_split}
 
 
 # ----------------------------------------------------------------------------- load + cache

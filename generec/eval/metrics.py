@@ -11,35 +11,55 @@ from torch import Tensor
 
 METRIC_NAMES = ("hr", "ndcg", "mrr", "recall")
 DEFAULT_KS = (1, 5, 10, 20, 50)
+PADDED_RANK = 2**52  # rank given to padded target slots; exact in float64, beyond any catalogue
 
 
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
-    """0-based rank of each target, ties counted against the target.
+    """0-based rank of each target among the real items, ties counted against the target.
 
-    scores: [B, I+1] (padding column already -inf); targets: [B] item ids.
-    An item scoring exactly like the target is placed ahead of it, so a model that
-    scores everything equally gets rank I-1 (near-zero metrics), not rank 0.
+    scores: [B, I+1] (padding column already -inf); targets: [B] item ids, or [B, T] several
+    targets per user padded with 0 (padded slots get ``PADDED_RANK``). An item scoring exactly like
+    the target is placed ahead of it, so a model that scores everything equally gets rank
+    I-1 (near-zero metrics), not rank 0. Column 0 (padding) is never counted; a -inf target
+    (masked history) ties with every other -inf item and so ranks last.
     """
-    target_scores = scores.gather(1, targets.unsqueeze(1))  # [B, 1]
-    # Column 0 (padding) is never counted; a -inf target (masked history) ties with every
-    # other -inf item and so ranks last among real items. "- 1" removes the target itself.
-    return (scores[:, 1:] >= target_scores).sum(dim=1) - 1
+    real = scores[:, 1:]  # [B, I]
+    if targets.dim() == 1:
+        target_scores = scores.gather(1, targets.unsqueeze(1))  # [B, 1]
+        return (real >= target_scores).sum(dim=1) - 1  # "- 1" removes the target itself
+    # Several targets: one sort per user, then count items >= each target score by bisection.
+    target_scores = scores.gather(1, targets)  # [B, T]
+    ascending = real.sort(dim=1).values.contiguous()  # [B, I]
+    at_least = real.shape[1] - torch.searchsorted(ascending, target_scores.contiguous(), side="left")
+    return torch.where(targets > 0, at_least - 1, PADDED_RANK)
 
 
 def rank_metric_sums(ranks: Tensor, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, Tensor]:
-    """Per-metric sums over a batch of single-target ranks (leave-one-out).
+    """Per-metric sums over a batch of users.
 
-    HR@K equals Recall@K with one target per user; both names are reported so records
-    from multi-target protocols share keys.
+    ranks: [B] (one target per user, leave-one-out) or [B, T] with ``PADDED_RANK`` for padded slots
+    (several targets, the ComiRec protocol). With one target HR@K equals Recall@K. With several,
+    HR@K = any target in the top K, Recall@K = share of targets in the top K, NDCG@K = DCG of the
+    hit targets at their true positions over the ideal DCG of min(T, K) hits, MRR@K = 1/(first hit).
     """
     ranks = ranks.to(torch.float64)
+    if ranks.dim() == 1:
+        ranks = ranks.unsqueeze(1)
+        n_targets = torch.ones(ranks.shape[0], dtype=torch.float64, device=ranks.device)
+    else:
+        n_targets = (ranks < PADDED_RANK).sum(1).to(torch.float64)
     out: dict[str, Tensor] = {}
     for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = hit.sum(dtype=torch.float64)
-        out[f"recall@{k}"] = out[f"hr@{k}"]
-        out[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).sum()
-        out[f"mrr@{k}"] = torch.where(hit, 1.0 / (ranks + 1.0), 0.0).sum()
+        hit = ranks < k  # [B, T]
+        n_targets_k = n_targets.clamp(max=k)
+        positions = torch.arange(k, dtype=torch.float64, device=ranks.device)
+        ideal = torch.cumsum(1.0 / torch.log2(positions + 2.0), 0)[(n_targets_k - 1).clamp(min=0).long()]
+        dcg = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).sum(1)
+        first = torch.where(hit, ranks, torch.inf).amin(1)
+        out[f"hr@{k}"] = hit.any(1).sum(dtype=torch.float64)
+        out[f"recall@{k}"] = (hit.sum(1) / n_targets.clamp(min=1)).sum()
+        out[f"ndcg@{k}"] = (dcg / ideal).sum()
+        out[f"mrr@{k}"] = torch.where(torch.isfinite(first), 1.0 / (first + 1.0), 0.0).sum()
     return out
 
 
@@ -60,7 +80,7 @@ class MetricAccumulator:
     def update(self, ranks: Tensor) -> None:
         sums = rank_metric_sums(ranks, self.ks)
         vec = torch.stack(
-            [sums[n] for n in self.names] + [ranks.new_tensor(ranks.numel(), dtype=torch.float64)]
+            [sums[n] for n in self.names] + [ranks.new_tensor(ranks.shape[0], dtype=torch.float64)]  # users, not targets
         )
         self._sums = vec if self._sums is None else self._sums + vec
 

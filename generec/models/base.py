@@ -28,6 +28,10 @@ class SeqRecModule(L.LightningModule):
     (``loss="bce"``).
     """
 
+    # True when the model accepts left-padded inputs shorter than max_len (the datamodule then
+    # trims all-padding columns per batch). Models with max_len-wide parameters keep it False.
+    accepts_trimmed_batches: bool = False
+
     def __init__(
         self,
         num_items: int,

@@ -9,11 +9,13 @@ from torch import Tensor, nn
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.base import SeqRecModule
-from generec.models.layers import TransformerBlock, causal_padding_mask
+from generec.models.layers import Dropout, TransformerBlock, causal_padding_mask
 
 
 class SASRec(SeqRecModule):
     """Item + learned position embeddings -> causal transformer; input and output tables are shared."""
+
+    accepts_trimmed_batches = True
 
     def __init__(
         self,
@@ -37,7 +39,7 @@ class SASRec(SeqRecModule):
         self.item_emb = nn.Embedding(num_items + 1, hidden_size, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
         self.emb_norm = nn.LayerNorm(hidden_size, eps=1e-12)
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_size, num_heads, inner_size, dropout, activation)
             for _ in range(num_layers)

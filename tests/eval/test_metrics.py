@@ -60,3 +60,40 @@ def test_padding_never_ranked_and_target_in_history_ranks_last():
     assert target_ranks(prepare_scores(scores), torch.tensor([3])).item() == 0
     masked = prepare_scores(scores, history=torch.tensor([[3, 0]]))
     assert target_ranks(masked, torch.tensor([3])).item() == 2  # ties with nothing better, but -inf
+
+
+def reference_multi_target(scores, targets, ks):
+    """Rank the whole catalogue explicitly (ties against targets), then read metrics off the list."""
+    totals = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "ndcg", "mrr", "recall")}
+    for row, tgt in zip(scores.tolist(), targets.tolist(), strict=True):
+        tgt = [t for t in tgt if t]
+        ranks = [sum(1 for i, s in enumerate(row) if i not in (0, t) and s >= row[t]) for t in tgt]
+        for k in ks:
+            hits = [r for r in ranks if r < k]
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(len(tgt), k)))
+            totals[f"hr@{k}"] += bool(hits)
+            totals[f"recall@{k}"] += len(hits) / len(tgt)
+            totals[f"ndcg@{k}"] += sum(1 / math.log2(r + 2) for r in hits) / ideal
+            totals[f"mrr@{k}"] += 1 / (min(hits) + 1) if hits else 0.0
+    return {k: v / len(targets) for k, v in totals.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multi_target_metrics_match_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    B, n_items, ks = 32, 50, (1, 5, 10, 20)
+    scores = torch.randint(0, 8, (B, n_items + 1), generator=g).float()
+    targets = torch.randint(1, n_items + 1, (B, 5), generator=g)
+    targets[:, 3:] *= torch.randint(0, 2, (B, 2), generator=g)  # ragged: some padded slots
+    acc = MetricAccumulator(ks)
+    acc.update(target_ranks(prepare_scores(scores), targets))
+    got, want = acc.compute(), reference_multi_target(scores, targets, ks)
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-9), k
+
+
+def test_single_target_as_column_equals_1d():
+    g = torch.Generator().manual_seed(3)
+    scores = prepare_scores(torch.randn(16, 31, generator=g))
+    targets = torch.randint(1, 31, (16,), generator=g)
+    assert torch.equal(target_ranks(scores, targets), target_ranks(scores, targets[:, None])[:, 0])
