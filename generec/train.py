@@ -5,6 +5,8 @@ python -m generec.train data=beauty model=sasrec trainer.max_epochs=200 seed=3
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import resource
@@ -19,8 +21,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generec.callbacks import EpochSeed, RunHistory
+from generec.ranks_dump import TestRankRecorder, user_facts, write_ranks
 from generec.report import print_run_table
-from generec.results import environment, git_commit, new_run_id, package_versions, write_record
+from generec.results import (
+    atomic_write_text,
+    environment,
+    git_commit,
+    new_run_id,
+    package_versions,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,45 @@ def _loggers(cfg: DictConfig):
     return instantiate(logger_cfg)
 
 
+def _config_hash(cfg: DictConfig) -> str:
+    """Identity of a run's configuration (without ``ckpt_path``): a requeued job has the same one."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("ckpt_path", None)
+    return hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _resume_state(cfg: DictConfig, output_dir: Path, trainer) -> tuple[str | None, str | None]:
+    """(run_id, checkpoint) of an interrupted attempt of this same run in ``output_dir``, else (None, None).
+
+    A preempted Slurm job is requeued into the same output folder with the same config; it then
+    resumes from the epoch-end ``last.ckpt`` and keeps its run id, so its record is written once.
+    A different config in the same folder starts afresh.
+    """
+    marker = output_dir / ".generec_run.json"
+    if not HydraConfig.initialized() or not cfg.get("auto_resume", True) or not marker.is_file():
+        return None, None
+    state = json.loads(marker.read_text())
+    if state.get("config_hash") != _config_hash(cfg):
+        return None, None
+    ckpt_dir = getattr(trainer.checkpoint_callback, "dirpath", None)
+    last = Path(ckpt_dir) / "last.ckpt" if ckpt_dir else None
+    return state.get("run_id"), str(last) if last is not None and last.is_file() else None
+
+
+def _log_record_artifact(trainer, paths: list[Path], run_id: str) -> None:
+    """Attaches the results record (and ranks dump) to the wandb run as an artefact."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger):
+            import wandb
+
+            artifact = wandb.Artifact(name=f"record-{run_id}", type="results")
+            for p in paths:
+                artifact.add_file(str(p))
+            lg.experiment.log_artifact(artifact)
+
+
 def run(cfg: DictConfig) -> dict:
     """Trains, tests the best checkpoint and writes the results record; returns the record."""
     L.seed_everything(cfg.seed, workers=True)
@@ -62,10 +111,20 @@ def run(cfg: DictConfig) -> dict:
     history = RunHistory(monitor=cfg.monitor)
     callbacks = [EpochSeed(cfg.seed), history]
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    rank_recorder = TestRankRecorder() if cfg.get("save_ranks", True) else None
+    callbacks += [rank_recorder] if rank_recorder else []
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg))
+    model_name = _model_name(cfg)
+    run_id, resume_ckpt = _resume_state(cfg, output_dir, trainer)
+    run_id = run_id or new_run_id(model_name, datamodule.name, cfg.seed)
+    if trainer.is_global_zero and HydraConfig.initialized():
+        state = {"run_id": run_id, "config_hash": _config_hash(cfg)}
+        atomic_write_text(output_dir / ".generec_run.json", json.dumps(state))
+    if resume_ckpt and not cfg.get("ckpt_path"):
+        log.info("resuming interrupted run %s from %s", run_id, resume_ckpt)
 
     t0 = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") or resume_ckpt)
     fit_seconds = time.perf_counter() - t0
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -77,9 +136,8 @@ def run(cfg: DictConfig) -> dict:
 
     strip = lambda d, p: {k.split("/", 1)[1]: float(v) for k, v in d.items() if k.startswith(p)}  # noqa: E731
     best = history.best()
-    model_name = _model_name(cfg)
     record = {
-        "run_id": new_run_id(model_name, datamodule.name, cfg.seed),
+        "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model_name,
         "seed": int(cfg.seed),
@@ -89,6 +147,8 @@ def run(cfg: DictConfig) -> dict:
         "epochs_run": len(history.epoch_seconds),
         "train_seconds_per_epoch": sum(history.epoch_seconds) / max(len(history.epoch_seconds), 1),
         "epoch_seconds": history.epoch_seconds,
+        "eval_seconds_per_epoch": history.eval_seconds,
+        "valid_history": history.valid,
         "eval_seconds": sum(history.eval_seconds) / max(len(history.eval_seconds), 1),
         "test_seconds": test_seconds,
         "fit_seconds": fit_seconds,
@@ -104,7 +164,15 @@ def run(cfg: DictConfig) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:
+        written = []
+        if rank_recorder is not None and rank_recorder.users is not None and cfg.test:
+            # Written before the record: a record never points at a missing dump.
+            ranks_path = Path(cfg.results_dir) / f"{run_id}.ranks.npz"
+            facts = user_facts(datamodule, rank_recorder.users)
+            written.append(write_ranks(ranks_path, rank_recorder.users, rank_recorder.ranks, **facts))
+            record["ranks_file"] = ranks_path.name
         path = write_record(record, cfg.results_dir)
+        _log_record_artifact(trainer, [path, *written], run_id)
         log.info("results record: %s", path)
         print_run_table(record)
         print(f"results record: {path}")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS, MetricAccumulator, target_ranks
 from generec.eval.ranking import prepare_scores
+from generec.models.losses import chunked_softmax_cross_entropy
 
 
 class SeqRecModule(L.LightningModule):
@@ -41,6 +42,7 @@ class SeqRecModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
+        ce_chunk_size: int = 0,
     ) -> None:
         super().__init__()
         if loss not in ("ce", "bce"):
@@ -52,6 +54,7 @@ class SeqRecModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.eval_ks = tuple(int(k) for k in eval_ks)
+        self.ce_chunk_size = ce_chunk_size  # > 0: stream the softmax over item chunks (large catalogues)
         self.metrics = {"valid": MetricAccumulator(self.eval_ks), "test": MetricAccumulator(self.eval_ks)}
 
     # ----------------------------------------------------------------- the seam
@@ -84,8 +87,8 @@ class SeqRecModule(L.LightningModule):
         y = targets[supervised]  # [N]
         items = self.item_embeddings()
         if self.loss_type == "ce":
-            logits = h @ items[1:].T  # [N, I]: padding never a class
-            return F.cross_entropy(logits, y - 1)
+            # padding is never a class; chunked when asked, so [N, I] logits need not fit in memory
+            return chunked_softmax_cross_entropy(h, items[1:], y - 1, self.ce_chunk_size)
         neg = torch.randint(1, self.num_items + 1, (y.shape[0], self.num_negatives), device=y.device)
         pos_logit = (h * items[y]).sum(-1)  # [N]
         neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]

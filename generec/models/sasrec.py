@@ -33,8 +33,11 @@ class SASRec(SeqRecModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
+        ce_chunk_size: int = 0,
     ) -> None:
-        super().__init__(num_items, max_len, loss, num_negatives, lr, weight_decay, eval_ks)
+        super().__init__(
+            num_items, max_len, loss, num_negatives, lr, weight_decay, eval_ks, ce_chunk_size=ce_chunk_size
+        )
         self.save_hyperparameters()
         self.item_emb = nn.Embedding(num_items + 1, hidden_size, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
