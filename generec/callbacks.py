@@ -49,8 +49,10 @@ class RunHistory(L.Callback):
         self._sync(pl_module)
         self._t_eval = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Not on_validation_epoch_end: callbacks run before the module's hook there, so the
+        # epoch's metrics are not yet in callback_metrics.
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         self._sync(pl_module)
         seconds = time.perf_counter() - self._t_eval

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+import torch._dynamo  # noqa: F401  (imported lazily by the first optimiser step: keep it out of epoch 1 timing)
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf

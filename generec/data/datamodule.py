@@ -96,6 +96,8 @@ class EpochBatchSampler(Sampler):
             rows = torch.arange(self.n)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            if self.shuffle:  # training: equal batch counts per rank, or the gradient all-reduce hangs
+                rows = rows[: len(rows) - len(rows) % world]
             rows = rows[rank::world]
         return rows
 
@@ -116,7 +118,8 @@ class EpochBatchSampler(Sampler):
         n = self.n
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-            n = len(range(rank, self.n, world))
+            total = self.n - self.n % world if self.shuffle else self.n
+            n = len(range(rank, total, world))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 

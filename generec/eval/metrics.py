@@ -74,6 +74,8 @@ class MetricAccumulator:
         self.names = [f"{m}@{k}" for k in self.ks for m in METRIC_NAMES]
         self.reset()
 
+    device: torch.device | str = "cpu"  # where an empty accumulator creates its zeros (set by the model)
+
     def reset(self) -> None:
         self._sums: Tensor | None = None  # [M + 1], last slot = count
 
@@ -86,7 +88,10 @@ class MetricAccumulator:
 
     def compute(self, reduce_fn=None) -> dict[str, float]:
         if self._sums is None:
-            return {}
+            if reduce_fn is None:
+                return {}
+            # A rank with no rows must still join the collective reduction.
+            self._sums = torch.zeros(len(self.names) + 1, dtype=torch.float64, device=self.device)
         sums = self._sums if reduce_fn is None else reduce_fn(self._sums)
         values = (sums[:-1] / sums[-1].clamp(min=1)).tolist()  # the one host sync
         return dict(zip(self.names, values, strict=True))

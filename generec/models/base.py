@@ -119,6 +119,7 @@ class SeqRecModule(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         acc = self.metrics[stage]
+        acc.device = self.device
         values = acc.compute(reduce_fn=lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
         acc.reset()
         shown = ("ndcg@10", "hr@10")  # on the progress bar; the rest go to the loggers only
