@@ -14,7 +14,9 @@ USAGE = """usage: generec <command> [overrides...]
 commands:
   train        train and test a recommender (Hydra overrides, -m for multirun)
   predict      write each user's top-K items from a checkpoint
-  leaderboard  table of results records: generec leaderboard <dir> [<dir> ...]
+  leaderboard  table of results records: generec leaderboard <dir> [<dir> ...] [--format md|csv|html]
+  audit        trust audit + report: generec audit results=<record.json|folder>
+  generate     GeneRec retrieve / repurpose / create (Hydra overrides, conf/generate.yaml)
 """
 
 
@@ -28,6 +30,16 @@ def main(argv: list[str] | None = None) -> int | None:
         module = __import__(f"generec.{command}", fromlist=["main"])
         sys.argv = [f"generec {command}", *rest]
         module.main()
+        return 0
+    if command == "audit":
+        from generec.trust.cli import main as audit_main
+
+        return audit_main(rest)
+    if command == "generate":
+        from generec.generative.run import main as generate_main
+
+        sys.argv = ["generec generate", *rest]
+        generate_main()
         return 0
     if command == "leaderboard":
         from generec.leaderboard import main as leaderboard_main

@@ -5,6 +5,7 @@ python -m generec.train data=beauty model=sasrec trainer.max_epochs=200 seed=3
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -126,6 +127,7 @@ def run(cfg: DictConfig) -> dict:
 
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") or resume_ckpt)
+    fit_history = copy.deepcopy(history.state_dict())
     fit_seconds = time.perf_counter() - t0
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -136,6 +138,9 @@ def run(cfg: DictConfig) -> dict:
     test_seconds = time.perf_counter() - t1
 
     strip = lambda d, p: {k.split("/", 1)[1]: float(v) for k, v in d.items() if k.startswith(p)}  # noqa: E731
+    # validate/test with ckpt_path restore callback states from the best checkpoint: put back the
+    # history of the whole fit, which the record reports.
+    history.load_state_dict(fit_history)
     best = history.best()
     record = {
         "run_id": run_id,

@@ -260,7 +260,11 @@ class SubsetSplit(Augmentation):
 
 
 class SlideWindow(Augmentation):
-    """Every prefix window of at most ``length`` items (offline: ``expand``; online: one random prefix)."""
+    """Every prefix window of at most ``length`` items, target included (DA4Rec/RecBole slide-window).
+
+    Offline it is a row builder (``prefixes`` with ``length - 1`` input items); ``expand`` lists the
+    windows explicitly; online (``__call__``) it keeps one random prefix window per row.
+    """
 
     name = "slide_window"
 
@@ -445,7 +449,7 @@ def offline_rows(
     window, _ = split_ops(ops)
     if window is None:
         return ROW_BUILDERS[protocol](pool_items, pool_offsets, lens, max_len)
-    width = min(window.length, max_len)
+    width = min(window.length - 1, max_len)  # DA4Rec's window length counts the target too
     inputs, targets = prefix_rows(pool_items, pool_offsets, lens, width)
     pad = max_len - width
     return np.pad(inputs, ((0, 0), (pad, 0))), np.pad(targets, ((0, 0), (pad, 0)))

@@ -36,15 +36,16 @@ class TensorRows(Dataset):
     the widths are known on the host, so trimming costs no device sync.
     """
 
-    GROUPS = (("input_ids", "targets"), ("history",))
+    TRAIN_GROUPS = (("input_ids", "targets"), ("history",))
+    EVAL_GROUPS = (("input_ids",), ("history",))  # eval targets ([N] or [N, T]) are not positions
 
-    def __init__(self, **tensors: torch.Tensor) -> None:
+    def __init__(self, trim_groups: tuple[tuple[str, ...], ...] = TRAIN_GROUPS, **tensors: torch.Tensor) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
         self.trim = False
         self.widths: dict[tuple[str, ...], torch.Tensor] = {}
-        for group in self.GROUPS:
-            present = [tensors[k] for k in group if k in tensors and tensors[k].dim() == 2]
+        for group in trim_groups:
+            present = [tensors[k] for k in group if k in tensors]
             if present:
                 nonzero = torch.stack([t != 0 for t in present]).any(0)  # [N, L]
                 first = torch.where(nonzero.any(1), nonzero.int().argmax(1), nonzero.shape[1])
@@ -59,7 +60,7 @@ class TensorRows(Dataset):
             for group, widths in self.widths.items():
                 width = int(widths[rows].max())
                 for k in group:
-                    if k in batch and batch[k].dim() == 2:
+                    if k in batch:
                         batch[k] = batch[k][:, -width:]
         return batch
 
@@ -269,7 +270,7 @@ class SeqDataModule(L.LightningDataModule):
         if self.mask_history:
             width = int(history_end.max()) if len(history_end) else 1
             tensors["history"] = torch.from_numpy(left_padded_windows(self.data.items, starts, ends, width))
-        return TensorRows(**tensors)
+        return TensorRows(TensorRows.EVAL_GROUPS, **tensors)
 
     def user_rows(self, users: np.ndarray | None = None, with_history: bool = True) -> TensorRows:
         """Whole sequences of ``users`` (default all) as model input, for serving top-K."""
@@ -282,7 +283,7 @@ class SeqDataModule(L.LightningDataModule):
         if with_history:
             width = max(int((ends - starts).max()), 1)
             tensors["history"] = torch.from_numpy(left_padded_windows(self.data.items, starts, ends, width))
-        return TensorRows(**tensors)
+        return TensorRows(TensorRows.EVAL_GROUPS, **tensors)
 
     def set_trimming(self, enabled: bool) -> None:
         """Cut all-padding columns per batch (for models that accept inputs shorter than max_len)."""

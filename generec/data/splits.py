@@ -67,7 +67,9 @@ class ComiRecSplit:
         counts = np.bincount(ex, minlength=len(users))
         ok = counts > 0
         if not ok.all():
-            logger.info("comirec split: %d %s users have no new target item; not evaluated", (~ok).sum(), which)
+            logger.info(
+                "comirec split: %d %s users have no new target item; not evaluated", (~ok).sum(), which
+            )
         T = max(int(counts.max()) if len(counts) else 1, 1)
         slot = np.arange(len(ex)) - np.repeat(np.cumsum(counts) - counts, counts)
         targets = np.zeros((len(users), T), dtype=np.int64)

@@ -1,0 +1,76 @@
+"""AC-SASRec: SASRec whose attention layers carry AC-TSR's spatial and adversarial calibrators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from generec.eval.metrics import DEFAULT_KS
+from generec.models.calibrated_attention import AdversarialCalibrationMixin
+from generec.models.sasrec import SASRec
+
+
+class ACSASRec(AdversarialCalibrationMixin, SASRec):
+    """Causal calibrated transformer; trained with two disjoint-parameter losses when adversarial."""
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        inner_size: int = 256,
+        dropout: float = 0.5,
+        activation: str = "gelu",
+        init_std: float = 0.02,
+        loss: str = "ce",
+        num_negatives: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        eval_ks: Sequence[int] = DEFAULT_KS,
+        spatial: bool = True,
+        adversarial: bool = True,
+        adv_lambda: float = 0.3,
+        use_position_embedding: bool | None = None,
+    ) -> None:
+        super().__init__(
+            num_items, max_len, hidden_size, num_layers, num_heads, inner_size, dropout, activation,
+            init_std, loss, num_negatives, lr, weight_decay, eval_ks,
+        )  # fmt: skip
+        self.save_hyperparameters()
+        self._setup_adversarial(adversarial, adv_lambda)
+        self.build_calibrated_encoder(
+            num_layers, spatial, adversarial, use_position_embedding,
+            hidden=hidden_size, heads=num_heads, inner=inner_size, dropout=dropout, max_len=max_len,
+            activation=activation,
+        )  # fmt: skip
+        self.apply(self._init_weights)
+
+    def sequence_hidden(self, input_ids: Tensor) -> Tensor:
+        return self.calibrated_forward(input_ids)[0].hidden
+
+    def loss_on_hidden(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """The backbone's next-item loss (CE or sampled BCE) at supervised positions."""
+        supervised = targets > 0
+        h, y = hidden[supervised], targets[supervised]  # [N, d], [N]
+        items = self.item_embeddings()
+        if self.loss_type == "ce":
+            return F.cross_entropy(h @ items[1:].T, y - 1)
+        neg = torch.randint(1, self.num_items + 1, (y.shape[0], self.num_negatives), device=y.device)
+        logits = torch.cat(
+            [(h * items[y]).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", h, items[neg])], 1
+        )
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        out, mask = self.calibrated_forward(batch["input_ids"], return_attacked=self.adversarial)
+        rec = self.loss_on_hidden(out.hidden, batch["targets"])
+        if out.attacked is None:
+            return rec, None
+        return rec, self.adversarial_loss(self.loss_on_hidden(out.attacked, batch["targets"]), out, mask)

@@ -1,0 +1,65 @@
+"""CL4SRec (Xie et al., ICDE 2022): SASRec + InfoNCE between two crop/mask/reorder views of each sequence."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from generec.data.augment import Augmentation, Crop, Mask, RandomChoice, Reorder
+from generec.models.contrastive import info_nce, make_view, next_item_loss, same_width
+from generec.models.sasrec import SASRec
+
+
+class CL4SRec(SASRec):
+    """Loss = next-item CE + ``cl_weight`` * InfoNCE(last state of view 1, last state of view 2).
+
+    Each view applies one operator drawn per sequence from {crop, mask, reorder}; masked items
+    become 0 (padding), as in the DA4Rec configuration.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        cl_weight: float = 0.1,
+        temperature: float = 1.0,
+        similarity: str = "dot",
+        crop_ratio: float = 0.6,
+        mask_ratio: float = 0.3,
+        reorder_ratio: float = 0.6,
+        **backbone,
+    ) -> None:
+        """``backbone``: the SASRec arguments (hidden_size, num_layers, dropout, lr, ...)."""
+        super().__init__(num_items, **backbone)
+        self.save_hyperparameters()
+        self.cl_weight, self.temperature, self.similarity = cl_weight, temperature, similarity
+        self.view_op = self.build_view_op()
+
+    def build_view_op(self) -> Augmentation:
+        """The per-view augmentation (subclasses widen the operator set)."""
+        hp = self.hparams
+        return RandomChoice(
+            [
+                Crop(n=1, ratio=hp.crop_ratio),
+                Mask(n=0, ratio=hp.mask_ratio),
+                Reorder(n=0, ratio=hp.reorder_ratio),
+            ]
+        )
+
+    def views(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Two independent augmentations of each row, padded to one width: [B, L'] each."""
+        v1 = make_view(self.view_op, input_ids, self.max_len)
+        v2 = make_view(self.view_op, input_ids, self.max_len)
+        return same_width(v1, v2)
+
+    def contrastive_loss(self, input_ids: Tensor) -> Tensor:
+        v1, v2 = self.views(input_ids)
+        z = self.sequence_hidden(torch.cat([v1, v2]))[:, -1]  # [2B, d]: both views in one pass
+        z1, z2 = z.chunk(2)
+        return info_nce(z1, z2, self.temperature, self.similarity)
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
+        rec = next_item_loss(self, hidden, batch["targets"])
+        cl = self.contrastive_loss(batch["input_ids"])
+        self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=batch["input_ids"].shape[0])
+        return rec + self.cl_weight * cl

@@ -1,0 +1,49 @@
+"""Bucketed metrics must partition the users and agree with the overall evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generec.data.datamodule import SeqDataModule
+from generec.eval.breakdown import breakdown, bucket_names, bucket_of, train_item_counts
+from generec.eval.metrics import MetricAccumulator
+from generec.models.sasrec import SASRec
+
+
+def test_bucket_edges():
+    assert bucket_names((0, 50, 100, 150)) == ["0-50", "50-100", "100-150", "150+"]
+    assert bucket_of(np.array([0, 49, 50, 149, 150, 10_000]), (0, 50, 100, 150)).tolist() == [
+        0,
+        0,
+        1,
+        2,
+        3,
+        3,
+    ]
+
+
+@pytest.mark.parametrize("by,edges", [("popularity", (0, 3, 6)), ("length", (0, 4, 8))])
+def test_breakdown_partitions_users_and_matches_overall(tmp_path, by, edges):
+    lines = [f"u{u}\ti{(u * 5 + t * (1 + u % 4)) % 20 + 1}" for u in range(40) for t in range(4 + u % 9)]
+    path = tmp_path / "walks.txt"
+    path.write_text("\n".join(lines) + "\n")
+    dm = SeqDataModule(registry=None, path=str(path), format="pairs", max_len=8)
+    dm.setup()
+    torch.manual_seed(0)
+    model = SASRec(num_items=dm.num_items, max_len=8, hidden_size=8, inner_size=16, num_layers=1)
+    parts = breakdown(model, dm, "test", by=by, edges=edges, ks=(10,))
+    assert sum(p["users"] for p in parts.values()) == len(dm.eval_rows["test"])
+    overall = MetricAccumulator((10,))
+    model.eval()
+    with torch.no_grad():
+        batch = dm.eval_rows["test"][torch.arange(len(dm.eval_rows["test"]))]
+        from generec.eval.metrics import target_ranks
+        from generec.eval.ranking import prepare_scores
+
+        overall.update(target_ranks(prepare_scores(model.score(batch)), batch["targets"]))
+    total = overall.compute()["hr@10"] * len(dm.eval_rows["test"])
+    assert sum(p.get("hr@10", 0) * p["users"] for p in parts.values()) == pytest.approx(total)
+    counts = train_item_counts(dm)
+    assert counts[0] == 0 and counts.sum() == dm.split.train_end.sum()
