@@ -1,0 +1,231 @@
+"""Hydra entry for the generative recommender.
+
+Train the creator from a recommender checkpoint (pairs: state after each training prefix -> next item):
+    python -m generec.generative.run task=train data=beauty checkpoint=.../best.ckpt generator=gen.pt
+Generate for one user (retrieve / repurpose / create, decided by the instructor unless mode= is given):
+    python -m generec.generative.run data=beauty checkpoint=.../best.ckpt generator=gen.pt \
+        user=A1YJEY40YUW4SE instruction="a red nail polish" output=out.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from generec.data.registry import default_cache_dir
+from generec.generative.creator import Creator, CreatorConfig
+from generec.generative.evaluate import prefix_pairs, simulate_instructions
+from generec.generative.guidance import Feedback
+from generec.generative.instructor import Instructor, InstructorConfig, SentenceEncoder, sanitize_item_text
+from generec.generative.pipeline import GenerativeRecommender
+from generec.results import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def item_texts(data, column: str = "title") -> list[str]:
+    """Item text aligned with remapped ids (row 0 padding); fails when the dataset has none."""
+    if column not in data.item_side:
+        raise ValueError(
+            f"dataset {data.name!r} has no item text column {column!r} (has {sorted(data.item_side)}); "
+            "the instructor needs item text: set generative.text_column"
+        )
+    return [str(t) for t in data.item_side[column]]
+
+
+def cached_text_embeddings(
+    encoder: SentenceEncoder, texts: list[str], cache_dir: str | None = None
+) -> torch.Tensor:
+    """Sentence embeddings of (sanitised) texts, cached on disk by content hash + encoder path."""
+    clean = [sanitize_item_text(t) for t in texts]
+    key = hashlib.sha256(("\n".join(clean) + "|" + encoder.path).encode()).hexdigest()[:20]
+    path = default_cache_dir(cache_dir) / "text_embeddings" / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    emb = encoder.encode(clean)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(emb, tmp)
+    tmp.replace(path)
+    return emb
+
+
+def instruction_table(
+    encoder: SentenceEncoder,
+    titles: list[str],
+    levels: list[str],
+    seed: int,
+    keywords: list[str] | None,
+    cache_dir: str | None,
+) -> torch.Tensor:
+    """[I+1, V, e]: the simulated instruction of each level for every item (the creator's text condition)."""
+    ids = list(range(len(titles)))
+    tables = []
+    for v, level in enumerate(levels):
+        texts = simulate_instructions(ids, titles, level, seed=seed + v, keywords=keywords)
+        texts[0] = ""
+        tables.append(cached_text_embeddings(encoder, texts, cache_dir))
+    return torch.stack(tables, 1)
+
+
+def _load(cfg: DictConfig):
+    from generec.predict import load_model
+
+    model, trained_on = load_model(cfg.checkpoint)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("predict")
+    if trained_on and trained_on.get("fingerprint") != datamodule.data.fingerprint:
+        raise ValueError(
+            f"checkpoint={cfg.checkpoint} was trained on {trained_on.get('name')!r}, not on data={datamodule.name!r}"
+            " with this preprocessing: item ids would not line up"
+        )
+    encoder = SentenceEncoder(
+        cfg.generative.encoder.path, max_seq_length=cfg.generative.encoder.max_seq_length
+    )
+    return model, datamodule, encoder
+
+
+def train(cfg: DictConfig) -> Path:
+    """Trains the creator on (state after prefix -> next item) pairs and saves it to ``cfg.generator``."""
+    if not cfg.generator:
+        raise ValueError("task=train needs generator=<path to write the creator checkpoint>")
+    model, dm, encoder = _load(cfg)
+    g = cfg.generative
+    titles = item_texts(dm.data, g.text_column)
+    keywords = dm.data.item_side.get(g.keyword_column) if g.keyword_column else None
+    t0 = time.perf_counter()
+    states, targets = prefix_pairs(
+        model, dm.data, dm.split.train_end, dm.max_len, g.train.max_pairs, cfg.seed
+    )
+    texts = instruction_table(
+        encoder, titles, list(g.train.text_levels), cfg.seed, keywords, cfg.data.cache_dir
+    )
+    prep = time.perf_counter() - t0
+    with torch.inference_mode():
+        table = model.item_embeddings().detach().float().cpu()
+    creator = Creator(table.shape[1], states.shape[1], texts.shape[-1], CreatorConfig(**g.creator))
+    torch.manual_seed(cfg.seed)
+    t1 = time.perf_counter()
+    losses = creator.fit(states, targets, table, texts, seed=cfg.seed)
+    extra = {
+        "dataset_fingerprint": dm.data.fingerprint,
+        "recommender_checkpoint": str(cfg.checkpoint),
+        "pairs": int(len(targets)),
+        "losses": losses,
+        "prep_seconds": prep,
+        "train_seconds": time.perf_counter() - t1,
+    }
+    path = creator.save(cfg.generator, extra)
+    print(
+        f"creator trained on {len(targets)} pairs in {extra['train_seconds']:.1f}s "
+        f"(loss {losses[0]:.4f} -> {losses[-1]:.4f}); wrote {path}"
+    )
+    return path
+
+
+def _user_history(cfg: DictConfig, data) -> list[int]:
+    item_index = {str(t): i for i, t in enumerate(data.item_tokens)}
+    if cfg.history is not None:
+        missing = [str(i) for i in cfg.history if str(i) not in item_index]
+        if missing:
+            raise ValueError(f"history={missing[:5]}: unknown item ids")
+        return [item_index[str(i)] for i in cfg.history]
+    if cfg.user is None:
+        raise ValueError("give user=<original user id> or history=[item ids]")
+    users = {str(t): u for u, t in enumerate(data.user_tokens)}
+    if str(cfg.user) not in users:
+        raise ValueError(f"user={cfg.user}: unknown user id in dataset {data.name!r}")
+    return data.sequence(users[str(cfg.user)]).tolist()
+
+
+def generate(cfg: DictConfig) -> dict[str, Any]:
+    """Guidance + items for one user, written as JSON to ``cfg.output``."""
+    model, dm, encoder = _load(cfg)
+    g = cfg.generative
+    data = dm.data
+    texts = item_texts(data, g.text_column)
+    instructor = Instructor(
+        encoder,
+        texts,
+        InstructorConfig(**g.instructor),
+        cached_text_embeddings(encoder, texts, cfg.data.cache_dir),
+    )
+    creator = None
+    if cfg.generator:
+        creator, extra = Creator.load(cfg.generator)
+        if extra.get("dataset_fingerprint") not in (None, data.fingerprint):
+            raise ValueError(
+                f"generator={cfg.generator} was trained on another dataset (fingerprint differs)"
+            )
+    image = title = None
+    if g.image is not None:
+        from generec.generative.content import ImageBackend
+
+        image = ImageBackend.from_pretrained(**OmegaConf.to_container(g.image))
+    if g.title is not None:
+        from generec.generative.content import TitleBackend
+
+        title = TitleBackend.from_pretrained(**OmegaConf.to_container(g.title))
+    rec = GenerativeRecommender(
+        model,
+        instructor,
+        creator,
+        image_backend=image,
+        title_backend=title,
+        **OmegaConf.to_container(g.pipeline),
+    )
+    history = _user_history(cfg, data)
+    item_index = {str(t): i for i, t in enumerate(data.item_tokens)}
+    feedback = [Feedback(item_index[str(k)], str(v)) for k, v in (cfg.feedback or {}).items()]
+    t0 = time.perf_counter()
+    result = rec.generate(history, cfg.instruction, feedback, seed=cfg.seed, mode=cfg.mode)
+    seconds = time.perf_counter() - t0
+    clean = instructor.item_texts
+    out_dir = Path(cfg.output).parent
+    items = []
+    for k, item in enumerate(result.items):
+        d = item.to_dict(clean)
+        if item.image is not None:
+            img_path = out_dir / f"{Path(cfg.output).stem}_item{k}.png"
+            item.image.save(img_path)
+            d["image_path"] = str(img_path)
+        items.append(d)
+    guidance = result.guidance.to_dict()
+    guidance.pop("user_state")
+    guidance.pop("instruction_embedding")
+    record = {
+        "user": None if cfg.user is None else str(cfg.user),
+        "history": [{"item": i, "item_id": str(data.item_tokens[i]), "text": clean[i]} for i in history],
+        "guidance": guidance,
+        "items": items,
+        "retrieved": [r.to_dict(clean) for r in result.retrieved],
+        "seconds": seconds,
+    }
+    atomic_write_text(Path(cfg.output), json.dumps(record, indent=1, ensure_ascii=False))
+    print(f"mode={result.guidance.mode}: {len(items)} items for {len(history)}-item history -> {cfg.output}")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    np.random.seed(cfg.seed)
+    if cfg.task == "train":
+        train(cfg)
+    elif cfg.task == "generate":
+        generate(cfg)
+    else:
+        raise ValueError(f"task must be 'generate' or 'train', got {cfg.task!r}")
+
+
+if __name__ == "__main__":
+    main()
