@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from generec.eval.ranking import prepare_scores, topk_items
+from generec.paths import CONF_DIR
 from generec.results import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generec.callbacks import EpochSeed, RunHistory
+from generec.paths import CONF_DIR
 from generec.ranks_dump import TestRankRecorder, user_facts, write_ranks
 from generec.report import print_run_table
 from generec.results import (
@@ -185,7 +186,7 @@ def run(cfg: DictConfig) -> dict:
     return record
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     record = run(cfg)
     return record["metrics"]["valid"].get(cfg.monitor.split("/", 1)[1])  # for sweepers

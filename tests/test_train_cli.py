@@ -1,4 +1,5 @@
-"""The real entry point, run as users run it: `python -m generec.train ...` in a subprocess."""
+"""The real entry points, run as users run them in a subprocess: the `generec` console script
+(from another working directory, as the README does) and `python -m generec.train`."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ from generec.eval.ranking import prepare_scores
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(module: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+CONSOLE_SCRIPT = Path(sys.executable).with_name("generec")
+
+
+def run_cli(
+    module: str, *overrides: str, env: dict | None = None, console: bool = False, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """``python -m generec.<x>`` from the repo, or (``console``) ``generec <x>`` from ``cwd``."""
+    command = module.removeprefix("generec.")
+    launcher = [str(CONSOLE_SCRIPT), command] if console else [sys.executable, "-m", module]
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            module,
+            *launcher,
             *overrides,
             *(["trainer.enable_progress_bar=false"] if module.endswith("train") else []),
         ],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -123,6 +130,8 @@ def test_sasrec_on_real_ml100k_beats_popularity_and_predicts(tmp_path, shared_da
         f"hydra.run.dir={tmp_path}/run",
         f"results_dir={tmp_path}/results",
         env=env,
+        console=True,
+        cwd=tmp_path,
     )
     record = only_record(tmp_path / "results")
     assert record["dataset"]["name"] == "ml-100k"
@@ -148,6 +157,8 @@ def test_sasrec_on_real_ml100k_beats_popularity_and_predicts(tmp_path, shared_da
         f"output={out}",
         f"hydra.run.dir={tmp_path}/pred",
         env=env,
+        console=True,
+        cwd=tmp_path,
     )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 943 * 5

@@ -28,6 +28,7 @@ from generec.generative.evaluate import prefix_pairs, simulate_instructions
 from generec.generative.guidance import Feedback
 from generec.generative.instructor import Instructor, InstructorConfig, SentenceEncoder, sanitize_item_text
 from generec.generative.pipeline import GenerativeRecommender
+from generec.paths import CONF_DIR
 from generec.results import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
 def main(cfg: DictConfig) -> None:
     np.random.seed(cfg.seed)
     if cfg.task == "train":

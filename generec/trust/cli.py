@@ -24,7 +24,7 @@ from generec.trust.audit import AuditConfig, AuditData, AuditResult, audit_with_
 from generec.trust.report import write_report
 
 log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from generec.paths import CONF_DIR  # noqa: E402
 
 
 def record_paths(results: str | Path) -> list[Path]:
