@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.calibrated_attention import AdversarialCalibrationMixin
+from generec.models.losses import next_item_loss
 from generec.models.sasrec import SASRec
 
 
@@ -57,16 +56,9 @@ class ACSASRec(AdversarialCalibrationMixin, SASRec):
         """The backbone's next-item loss (CE or sampled BCE) at supervised positions."""
         supervised = targets > 0
         h, y = hidden[supervised], targets[supervised]  # [N, d], [N]
-        items = self.item_embeddings()
-        if self.loss_type == "ce":
-            return F.cross_entropy(h @ items[1:].T, y - 1)
-        neg = torch.randint(1, self.num_items + 1, (y.shape[0], self.num_negatives), device=y.device)
-        logits = torch.cat(
-            [(h * items[y]).sum(-1, keepdim=True), torch.einsum("nd,nkd->nk", h, items[neg])], 1
+        return next_item_loss(
+            h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
-        labels = torch.zeros_like(logits)
-        labels[:, 0] = 1
-        return F.binary_cross_entropy_with_logits(logits, labels)
 
     def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         out, mask = self.calibrated_forward(batch["input_ids"], return_attacked=self.adversarial)

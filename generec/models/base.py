@@ -13,20 +13,22 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS, MetricAccumulator, target_ranks
 from generec.eval.ranking import prepare_scores
-from generec.models.losses import chunked_softmax_cross_entropy
+from generec.models.losses import next_item_loss
+
+LOSSES = ("ce", "bce", "sampled_ce")
 
 
 class SeqRecModule(L.LightningModule):
     """Base class: subclasses implement ``sequence_hidden`` and ``item_embeddings``.
 
     Default training is full-softmax cross-entropy over all real items at every
-    supervised position (``loss="ce"``), or BCE against uniformly sampled negatives
-    (``loss="bce"``).
+    supervised position (``loss="ce"``), BCE against uniformly sampled negatives
+    (``loss="bce"``), or a sampled softmax against ``num_negatives`` uniform negatives
+    shared by the batch (``loss="sampled_ce"``, for very large catalogues).
     """
 
     # True when the model accepts left-padded inputs shorter than max_len (the datamodule then
@@ -45,8 +47,8 @@ class SeqRecModule(L.LightningModule):
         ce_chunk_size: int = 0,
     ) -> None:
         super().__init__()
-        if loss not in ("ce", "bce"):
-            raise ValueError(f"model.loss must be 'ce' or 'bce', got {loss!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss must be one of {LOSSES}, got {loss!r}")
         self.num_items = num_items
         self.max_len = max_len
         self.loss_type = loss
@@ -85,16 +87,8 @@ class SeqRecModule(L.LightningModule):
         supervised = targets > 0
         h = hidden[supervised]  # [N, d]
         y = targets[supervised]  # [N]
-        items = self.item_embeddings()
-        if self.loss_type == "ce":
-            # padding is never a class; chunked when asked, so [N, I] logits need not fit in memory
-            return chunked_softmax_cross_entropy(h, items[1:], y - 1, self.ce_chunk_size)
-        neg = torch.randint(1, self.num_items + 1, (y.shape[0], self.num_negatives), device=y.device)
-        pos_logit = (h * items[y]).sum(-1)  # [N]
-        neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]
-        return F.binary_cross_entropy_with_logits(
-            torch.cat([pos_logit[:, None], neg_logit], 1),
-            torch.cat([torch.ones_like(pos_logit[:, None]), torch.zeros_like(neg_logit)], 1),
+        return next_item_loss(
+            h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from generec.data.augment import Augmentation, fit_width, lengths_of
-from generec.models.losses import chunked_softmax_cross_entropy
+from generec.models.losses import next_item_loss as _next_item_loss
 
 
 def similarity(a: Tensor, b: Tensor, kind: str = "dot") -> Tensor:
@@ -57,15 +57,13 @@ def next_item_loss(model, hidden: Tensor, targets: Tensor) -> Tensor:
     supervised = targets > 0
     h = hidden[supervised]  # [N, d]
     y = targets[supervised]  # [N]
-    items = model.item_embeddings()
-    if model.loss_type == "ce":
-        return chunked_softmax_cross_entropy(h, items[1:], y - 1, getattr(model, "ce_chunk_size", 0))
-    neg = torch.randint(1, items.shape[0], (y.shape[0], model.num_negatives), device=y.device)
-    pos_logit = (h * items[y]).sum(-1)  # [N]
-    neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]
-    return F.binary_cross_entropy_with_logits(
-        torch.cat([pos_logit[:, None], neg_logit], 1),
-        torch.cat([torch.ones_like(pos_logit[:, None]), torch.zeros_like(neg_logit)], 1),
+    return _next_item_loss(
+        h,
+        y,
+        model.item_embeddings(),
+        model.loss_type,
+        model.num_negatives,
+        getattr(model, "ce_chunk_size", 0),
     )
 
 

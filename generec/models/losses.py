@@ -57,3 +57,45 @@ def chunked_softmax_cross_entropy(h: Tensor, items: Tensor, y: Tensor, chunk: in
     if chunk <= 0 or chunk >= items.shape[0]:
         return F.cross_entropy(h @ items.T, y)
     return _ChunkedSoftmaxCE.apply(h, items, y, chunk)
+
+
+def sampled_softmax_cross_entropy(
+    h: Tensor, items: Tensor, y: Tensor, num_negatives: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """CE of the target against ``num_negatives`` uniformly drawn items shared by the whole batch.
+
+    For catalogues where even a chunked full softmax is too slow: cost O(N x S) instead of
+    O(N x I). Sharing the negatives turns the scoring into one [N, d] x [d, S] matmul. A negative
+    that happens to be the row's own target is masked out (an "accidental hit"); with uniform
+    sampling the log-Q correction is the same constant for every class and cancels.
+    ``items``: [I, d] (padding excluded), ``y``: [N] in 0..I-1.
+    """
+    neg = torch.randint(0, items.shape[0], (num_negatives,), device=items.device, generator=generator)  # [S]
+    pos_logit = (h * items[y]).sum(1, keepdim=True)  # [N, 1]
+    neg_logit = h @ items[neg].T  # [N, S]
+    neg_logit = neg_logit.masked_fill(neg[None, :] == y[:, None], float("-inf"))
+    logits = torch.cat([pos_logit, neg_logit], 1).to(_acc(h))
+    return F.cross_entropy(logits, torch.zeros_like(y))
+
+
+def next_item_loss(
+    h: Tensor, y: Tensor, items: Tensor, loss: str, num_negatives: int = 1, ce_chunk_size: int = 0
+) -> Tensor:
+    """The next-item loss every sequential model shares, at already selected positions.
+
+    ``h``: [N, d] hidden states at supervised positions, ``y``: [N] target ids (1..I),
+    ``items``: the full output table [I + 1, d] with padding at row 0.
+    """
+    if loss == "ce":  # padding is never a class
+        return chunked_softmax_cross_entropy(h, items[1:], y - 1, ce_chunk_size)
+    if loss == "sampled_ce":
+        return sampled_softmax_cross_entropy(h, items[1:], y - 1, num_negatives)
+    if loss != "bce":
+        raise ValueError(f"unknown loss {loss!r}: expected ce, bce or sampled_ce")
+    neg = torch.randint(1, items.shape[0], (y.shape[0], num_negatives), device=y.device)  # [N, k]
+    pos_logit = (h * items[y]).sum(-1, keepdim=True)  # [N, 1]
+    neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]
+    logits = torch.cat([pos_logit, neg_logit], 1)
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels)

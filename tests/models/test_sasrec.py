@@ -32,7 +32,7 @@ def test_causal_and_left_padding_invariance():
     assert torch.allclose(m.encode({"input_ids": short}), ha[:, -1], atol=1e-5)
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce"])
+@pytest.mark.parametrize("loss", ["ce", "bce", "sampled_ce"])
 def test_loss_backprop_only_from_supervised_positions(loss):
     m = tiny(loss=loss, num_negatives=3).train()
     batch = {
