@@ -110,6 +110,13 @@ def run(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     model = instantiate(cfg.model, num_items=datamodule.num_items, _convert_="all")
     datamodule.set_trimming(model.accepts_trimmed_batches)
+    compile_cfg = cfg.get("compile") or {}
+    if compile_cfg.get("enabled"):
+        model.compile_hot_paths(
+            backend=compile_cfg.get("backend", "inductor"),
+            mode=compile_cfg.get("mode"),
+            dynamic=compile_cfg.get("dynamic", True),
+        )
 
     history = RunHistory(monitor=cfg.monitor)
     callbacks = [EpochSeed(cfg.seed), history]

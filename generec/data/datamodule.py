@@ -39,7 +39,9 @@ class TensorRows(Dataset):
     TRAIN_GROUPS = (("input_ids", "targets"), ("history",))
     EVAL_GROUPS = (("input_ids",), ("history",))  # eval targets ([N] or [N, T]) are not positions
 
-    def __init__(self, trim_groups: tuple[tuple[str, ...], ...] = TRAIN_GROUPS, **tensors: torch.Tensor) -> None:
+    def __init__(
+        self, trim_groups: tuple[tuple[str, ...], ...] = TRAIN_GROUPS, **tensors: torch.Tensor
+    ) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
         self.trim = False
@@ -54,11 +56,26 @@ class TensorRows(Dataset):
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device
+
+    def to(self, device: torch.device | str) -> TensorRows:
+        """The same rows held on ``device`` (batches are then sliced there, no host->device copy
+        per batch). Row widths stay on the host: trimming reads them without a device sync."""
+        moved = TensorRows.__new__(TensorRows)
+        moved.__dict__.update(self.__dict__)
+        moved.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        return moved
+
     def __getitem__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        host_rows = rows
+        if rows.device != self.device:
+            rows = rows.to(self.device, non_blocking=True)
         batch = {k: v[rows] for k, v in self.tensors.items()}
         if self.trim:
             for group, widths in self.widths.items():
-                width = int(widths[rows].max())
+                width = int(widths[host_rows].max())
                 for k in group:
                     if k in batch:
                         batch[k] = batch[k][:, -width:]
@@ -181,6 +198,7 @@ class SeqDataModule(L.LightningDataModule):
         cold_start_ratio: float | None = None,
         cold_start_seed: int = 0,
         length_bucketing: bool = False,
+        resident_device: str | None = None,
     ) -> None:
         super().__init__()
         if protocol not in PROTOCOLS:
@@ -199,6 +217,8 @@ class SeqDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.mask_history, self.seed, self.cache_dir = mask_history, seed, cache_dir
         self.length_bucketing = length_bucketing
+        # Fast path: hold the padded tensors on the training device ("auto": the trainer's own).
+        self.resident_device = resident_device
         self.data: SequenceData | None = None
         # {mode: none|offline|online, ops: {name: params}, copies}: see generec.data.augment
         self.augment = parse_augment(_plain(augment))
@@ -259,7 +279,9 @@ class SeqDataModule(L.LightningDataModule):
     def _eval_rows(self, which: str) -> TensorRows:
         # A splitter may bring its own ``examples`` (e.g. several targets per user: target [N, T]).
         get_examples = getattr(self.split, "examples", None)
-        users, history_end, target = get_examples(which) if callable(get_examples) else examples(self.split, which)
+        users, history_end, target = (
+            get_examples(which) if callable(get_examples) else examples(self.split, which)
+        )
         starts = self.data.offsets[users]
         ends = starts + history_end
         tensors = {
@@ -291,6 +313,23 @@ class SeqDataModule(L.LightningDataModule):
             rows.trim = enabled
 
     # ------------------------------------------------------------------ loaders
+    def _resident(self, rows: TensorRows) -> TensorRows:
+        """``rows`` on the resident device when one is configured (else unchanged, on the host)."""
+        if not self.resident_device:
+            return rows
+        device = self.resident_device
+        if device == "auto":
+            trainer = getattr(self, "trainer", None)
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        device = torch.device(device)
+        key = str(device)
+        cache = self.__dict__.setdefault("_resident_cache", {})
+        if (id(rows), key) not in cache:  # moved once per run, not once per epoch
+            cache[(id(rows), key)] = rows.to(device)
+        moved = cache[(id(rows), key)]
+        moved.trim = rows.trim  # set_trimming may come after the move
+        return moved
+
     @staticmethod
     def loader(
         rows: TensorRows, batch_size: int, shuffle: bool, seed: int = 0, widths: torch.Tensor | None = None
@@ -307,18 +346,20 @@ class SeqDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.augment["mode"] == "online":
             ops = ops_from_config(self.augment["ops"], self.data.num_items)
-            rows = _AugmentedRows(self.train_rows, OnlineAugment(ops, self.protocol, self.seed, self.max_len))
+            transform = OnlineAugment(ops, self.protocol, self.seed, self.max_len)
+            rows = _AugmentedRows(self._resident(self.train_rows), transform)
             loader = self.loader(rows, self.batch_size, shuffle=True, seed=self.seed)
             rows.sampler = loader.sampler
             return loader
         widths = self.train_rows.widths.get(("input_ids", "targets")) if self.length_bucketing else None
-        return self.loader(self.train_rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
+        rows = self._resident(self.train_rows)
+        return self.loader(rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self.eval_rows["valid"], self.eval_batch_size, shuffle=False)
+        return self.loader(self._resident(self.eval_rows["valid"]), self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader(self.eval_rows["test"], self.eval_batch_size, shuffle=False)
+        return self.loader(self._resident(self.eval_rows["test"]), self.eval_batch_size, shuffle=False)
 
     # ------------------------------------------------------------------ facts
     @property

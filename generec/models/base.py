@@ -76,9 +76,13 @@ class SeqRecModule(L.LightningModule):
         """Logits over the whole catalogue [B, num_items + 1]; multi-interest takes the max over K."""
         user = self.encode(batch)
         items = self.item_embeddings()
-        if user.dim() == 3:
-            return torch.einsum("bkd,nd->bkn", user, items).amax(dim=1)
-        return user @ items.T
+        # In float32 even under bf16 autocast: rounding scores to 8 mantissa bits makes ties, and
+        # ties count against the target, so low-precision scores would change the metrics.
+        with torch.autocast(user.device.type, enabled=False):
+            user, items = user.float(), items.float()
+            if user.dim() == 3:
+                return torch.einsum("bkd,nd->bkn", user, items).amax(dim=1)
+            return user @ items.T
 
     # ----------------------------------------------------------------- training
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -90,6 +94,20 @@ class SeqRecModule(L.LightningModule):
         return next_item_loss(
             h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
+
+    def compile_hot_paths(
+        self, backend: str = "inductor", mode: str | None = None, dynamic: bool | None = True
+    ) -> None:
+        """``torch.compile`` the two per-step hot paths: the training loss and catalogue scoring.
+
+        The eager methods stay the reference (the tests compare both). ``dynamic`` avoids one
+        recompilation per trimmed batch width; ``mode="reduce-overhead"`` adds CUDA-graph capture.
+        """
+        options = {"backend": backend, "dynamic": dynamic}
+        if backend == "inductor" and mode:
+            options["mode"] = mode
+        self.compute_loss = torch.compile(self.compute_loss, **options)
+        self.score = torch.compile(self.score, **options)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.compute_loss(batch)

@@ -1,0 +1,157 @@
+"""The fast path (device-resident batches, torch.compile, bf16 autocast) against the eager reference.
+
+CPU here: the resident copy lives on the CPU and compile uses the ``aot_eager`` backend (dynamo
+tracing + AOT autograd, no C++ build) by default; the inductor variant is ``slow``; CUDA ones ``gpu``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from generec.data.datamodule import SeqDataModule
+from generec.eval.metrics import MetricAccumulator, target_ranks
+from generec.eval.ranking import prepare_scores
+from generec.models.sasrec import SASRec
+
+
+@pytest.fixture(scope="module")
+def ml100k(shared_data_dir, tmp_path_factory) -> SeqDataModule:
+    os.environ["GENEREC_DATA_DIR"] = str(shared_data_dir)
+    dm = SeqDataModule(
+        registry="ml-100k",
+        batch_size=64,
+        length_bucketing=True,
+        seed=3,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+    )
+    dm.setup()
+    dm.set_trimming(True)
+    return dm
+
+
+def _batches(loader, epoch: int) -> list[dict[str, torch.Tensor]]:
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def _tiny_sasrec(num_items: int, **kw) -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(
+        num_items=num_items, max_len=50, hidden_size=16, num_layers=1, num_heads=2, inner_size=32, **kw
+    )
+
+
+def _same_batches(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert torch.equal(x[k].cpu(), y[k].cpu()), k
+
+
+def test_resident_batches_equal_reference_loader_for_a_seed(ml100k):
+    reference = [_batches(ml100k.train_dataloader(), e) for e in (0, 1)]
+    ml100k.resident_device = "cpu"
+    try:
+        resident = [_batches(ml100k.train_dataloader(), e) for e in (0, 1)]
+        valid_resident = list(ml100k.val_dataloader())
+    finally:
+        ml100k.resident_device = None
+    for ref, res in zip(reference, resident, strict=True):
+        _same_batches(ref, res)
+    _same_batches(list(ml100k.val_dataloader()), valid_resident)
+    # trimming really happened (bucketed batches narrower than max_len), and epochs differ
+    assert min(b["input_ids"].shape[1] for b in reference[0]) < 50
+    assert not torch.equal(reference[0][0]["input_ids"], reference[1][0]["input_ids"])
+
+
+def test_tensor_rows_to_keeps_widths_on_host(ml100k):
+    moved = ml100k.train_rows.to("cpu")
+    assert moved.tensors is not ml100k.train_rows.tensors
+    assert all(w.device.type == "cpu" for w in moved.widths.values())
+    rows = torch.tensor([5, 1, 9])
+    _same_batches([ml100k.train_rows[rows]], [moved[rows]])
+
+
+def test_compiled_loss_and_scores_match_eager(ml100k):
+    """Same loss, gradients and scores as eager, across batches of different (trimmed) widths."""
+    eager = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    compiled = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    compiled.compile_hot_paths(backend="aot_eager", dynamic=True)
+    batches = _batches(ml100k.train_dataloader(), 0)
+    widths = sorted({b["input_ids"].shape[1] for b in batches})
+    picked = [next(b for b in batches if b["input_ids"].shape[1] == w) for w in (widths[0], widths[-1])]
+    for batch in picked:
+        for m in (eager, compiled):
+            m.zero_grad()
+        le, lc = eager.compute_loss(batch), compiled.compute_loss(batch)
+        le.backward()
+        lc.backward()
+        assert torch.allclose(le, lc, rtol=1e-5, atol=1e-6)
+        for (name, pe), pc in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+            assert torch.allclose(pe.grad, pc.grad, rtol=1e-4, atol=1e-6), name
+    valid = next(iter(ml100k.val_dataloader()))
+    with torch.no_grad():
+        assert torch.allclose(eager.score(valid), compiled.score(valid), rtol=1e-5, atol=1e-5)
+
+
+def _ndcg10(model: SASRec, loader) -> float:
+    acc = MetricAccumulator((10,))
+    with torch.no_grad():
+        for batch in loader:
+            acc.update(
+                target_ranks(prepare_scores(model.score(batch), batch.get("history")), batch["targets"])
+            )
+    return acc.compute()["ndcg@10"]
+
+
+def test_bf16_autocast_metrics_within_tolerance_of_float32(ml100k):
+    """bf16 autocast (as on the GPU fast path) vs float32 on a briefly trained model.
+
+    Stated tolerance: NDCG@10 within 0.005 absolute. Scores are kept in float32 under autocast
+    (``SeqRecModule.score``), so only the encoder runs in bf16.
+    """
+    model = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for batch in _batches(ml100k.train_dataloader(), 0):
+        opt.zero_grad()
+        model.compute_loss(batch).backward()
+        opt.step()
+    model.eval()
+    fp32 = _ndcg10(model, ml100k.val_dataloader())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = _ndcg10(model, ml100k.val_dataloader())
+        assert model.score(next(iter(ml100k.val_dataloader()))).dtype == torch.float32
+    assert fp32 > 0.01  # it learned something, so the comparison means something
+    assert abs(fp32 - bf16) < 0.005, (fp32, bf16)
+
+
+@pytest.mark.slow
+def test_inductor_compiled_loss_matches_eager(ml100k):
+    eager = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    compiled = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    compiled.compile_hot_paths(backend="inductor", dynamic=True)
+    for batch in _batches(ml100k.train_dataloader(), 0)[:3]:
+        assert torch.allclose(eager.compute_loss(batch), compiled.compute_loss(batch), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_resident_batches_and_compiled_bf16_step(ml100k):
+    assert torch.cuda.is_available(), "the gpu mark needs a CUDA device"
+    reference = _batches(ml100k.train_dataloader(), 0)
+    ml100k.resident_device = "cuda"
+    try:
+        resident = _batches(ml100k.train_dataloader(), 0)
+    finally:
+        ml100k.resident_device = None
+    assert resident[0]["input_ids"].is_cuda
+    _same_batches(reference, resident)
+    model = _tiny_sasrec(ml100k.num_items, dropout=0.0).cuda()
+    eager_loss = model.compute_loss(resident[0])
+    model.compile_hot_paths(mode="reduce-overhead")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        fast_loss = model.compute_loss(resident[0])
+    assert torch.allclose(eager_loss, fast_loss.float(), rtol=2e-2)
