@@ -17,6 +17,7 @@ commands:
   leaderboard  table of results records: generec leaderboard <dir> [<dir> ...] [--format md|csv|html]
   audit        trust audit + report: generec audit results=<record.json|folder>
   generate     GeneRec retrieve / repurpose / create (Hydra overrides, conf/generate.yaml)
+  check        fidelity checks on a generate result: generec check <result.json> --checkpoint ... --data ...
 """
 
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int | None:
         sys.argv = ["generec generate", *rest]
         generate_main()
         return 0
+    if command == "check":
+        from generec.trust.check_cli import main as check_main
+
+        return check_main(rest)
     if command == "leaderboard":
         from generec.leaderboard import main as leaderboard_main
 

@@ -58,6 +58,11 @@ class GenerationResult:
 Check = Callable[[GeneratedItem, Guidance], bool]
 
 
+# Default generate-check-regenerate budget: K_opt of the fidelity verifier measured on held-out Beauty
+# (docs/reproductions/fidelity.md, scripts/reproduce_fidelity.py); override with max_tries.
+DEFAULT_MAX_TRIES = 3
+
+
 def not_a_copy(item: GeneratedItem, guidance: Guidance) -> bool:
     """A created item must not simply reproduce a catalogue item."""
     return item.kind != "created" or not item.is_copy
@@ -67,7 +72,9 @@ class GenerativeRecommender:
     """Instructor -> (retrieve | editor | creator) -> checks -> items with provenance.
 
     ``checks`` gate generated items in a bounded generate-check-regenerate loop (``max_tries``
-    seeds); the fidelity checks of their own module plug in here with the same signature.
+    seeds); the fidelity checks (``generec.trust.fidelity``, via ``as_pipeline_check``) plug in here with
+    the same signature. ``instruction_guard`` sees the instruction first and may raise to refuse it.
+    Title and image depend on the guidance only, so they are rendered once, before the checks see the item.
     """
 
     def __init__(
@@ -80,10 +87,11 @@ class GenerativeRecommender:
         strength: float = 0.5,
         copy_ratio: float = 0.5,
         checks: Sequence[Check] = (not_a_copy,),
-        max_tries: int = 3,
+        max_tries: int = DEFAULT_MAX_TRIES,
         image_backend: ImageBackend | None = None,
         title_backend: TitleBackend | None = None,
         item_images: dict[int, Any] | None = None,
+        instruction_guard: Callable[[str | None], None] | None = None,
     ) -> None:
         self.model, self.instructor, self.creator = model, instructor, creator
         self.editor = Editor(creator, strength) if creator is not None else None
@@ -91,6 +99,7 @@ class GenerativeRecommender:
         self.checks, self.max_tries = list(checks), max_tries
         self.image_backend, self.title_backend = image_backend, title_backend
         self.item_images = item_images or {}
+        self.instruction_guard = instruction_guard
         with torch.inference_mode():
             self.items = model.item_embeddings().detach().float().cpu()  # [I+1, d]
         self.copy_distance = copy_ratio * catalogue_nn_distance(self.items)
@@ -104,6 +113,8 @@ class GenerativeRecommender:
         mode: str | None = None,
     ) -> GenerationResult:
         """Items for one user; ``mode`` overrides the instructor's decision (for comparisons)."""
+        if self.instruction_guard is not None:
+            self.instruction_guard(instruction)
         g = self.instructor.guide(self.model, history, instruction, feedback, seed)
         if mode is not None and mode != g.mode:
             source = g.source_item
@@ -135,6 +146,7 @@ class GenerativeRecommender:
 
     def _generate_one(self, g: Guidance, k: int) -> GeneratedItem:
         exclude = torch.tensor([g.constraints.get("exclude_items", []) or [0]])
+        rendered: GeneratedItem | None = None
         for attempt in range(self.max_tries):
             seed = g.seed * 1000 + k * self.max_tries + attempt
             v = self._vector(g, seed)  # [d]
@@ -157,10 +169,17 @@ class GenerativeRecommender:
                     "space": "recommender item embeddings",
                 },
             )
-            item.passed_checks = all(check(item, g) for check in self.checks)
+            if rendered is None:
+                self._render(item, g)
+                rendered = item
+            else:
+                item.title, item.image = rendered.title, rendered.image
+                if "image" in rendered.provenance:
+                    item.provenance["image"] = rendered.provenance["image"]
+            verdicts = [check(item, g) for check in self.checks]  # every check runs (and records)
+            item.passed_checks = all(verdicts)
             if item.passed_checks:
                 break
-        self._render(item, g)
         return item
 
     def _render(self, item: GeneratedItem, g: Guidance) -> None:
