@@ -111,9 +111,18 @@ def run_checks(
     except UnsafeInstructionError as e:
         guard = {"passed": False, "reason": str(e)}
     checks = build_checks(cfg, items, text_emb, texts, encoder, text_scorer=scorer)
+    from generec.generative.creator import nearest_items
+
     out = []
     for d in rec["items"]:
         item = to_item(d)
+        if item.vector is not None and not item.nearest:  # older results: recompute the neighbours
+            if len(item.vector) != items.shape[1]:
+                raise CheckInputError(
+                    f"items[{len(out)}].vector has {len(item.vector)} dims, the model {items.shape[1]}"
+                )
+            ids, dist = nearest_items(torch.tensor([item.vector]), items, 10)
+            item.nearest = list(zip(ids[0].tolist(), dist[0].tolist(), strict=True))
         out.append([c(item, g).to_dict() for c in checks])
     return {"instruction_safety": guard, "items": out}
 
