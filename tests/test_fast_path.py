@@ -155,3 +155,25 @@ def test_cuda_resident_batches_and_compiled_bf16_step(ml100k):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         fast_loss = model.compute_loss(resident[0])
     assert torch.allclose(eager_loss, fast_loss.float(), rtol=2e-2)
+
+
+@pytest.mark.gpu
+def test_training_step_has_no_host_sync(ml100k):
+    """The step (resident batch, loss, backward, Adam) never waits on the GPU: sync debug mode errors."""
+    assert torch.cuda.is_available(), "the gpu mark needs a CUDA device"
+    ml100k.resident_device = "cuda"
+    try:
+        batches = _batches(ml100k.train_dataloader(), 0)[:3]
+    finally:
+        ml100k.resident_device = None
+    model = _tiny_sasrec(ml100k.num_items).cuda().train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches:
+            model.compute_loss(batch).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
