@@ -5,7 +5,8 @@ afford full epochs on 50k users), then the creator on (state after a training pr
 with simulated keyword/title instructions, exactly as ``scripts/generate_beauty_eval.py`` does.
 
 GENEREC_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/fidelity_prepare.py \
-    --data games --out outputs/fidelity_games --train-batches 150 --creator-steps 300 --max-pairs 10000
+    --data games --out outputs/fidelity_games --train-batches 450 --creator-steps 2000 --max-pairs 30000
+(Beauty reuses the 1-epoch SASRec of docs/reproductions/generec.md: --checkpoint /tmp/gen/smoke/sasrec.ckpt)
 """
 
 from __future__ import annotations
@@ -26,10 +27,32 @@ from generec.generative.run import cached_text_embeddings, instruction_table
 from generec.models.sasrec import SASRec
 
 
+def train_sasrec(dm: SeqDataModule, batches: int, out: Path) -> tuple[SASRec, dict]:
+    """One epoch capped at ``batches`` batches; the checkpoint goes to ``out/sasrec.ckpt``."""
+    L.seed_everything(0, workers=True)
+    model = SASRec(num_items=dm.num_items, max_len=dm.max_len)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(out / "sasrec.ckpt")
+    return model, {"sasrec_fit_s": time.perf_counter() - t0, "train_batches": batches}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="games")
     p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default=None, help="reuse a SASRec checkpoint instead of training one")
     p.add_argument("--train-batches", type=int, default=150)
     p.add_argument("--creator-steps", type=int, default=300)
     p.add_argument("--max-pairs", type=int, default=10000)
@@ -41,23 +64,13 @@ def main() -> None:
     dm = SeqDataModule(registry=args.data, max_len=50, seed=0)
     dm.setup()
     data = dm.data
-    L.seed_everything(0, workers=True)
-    model = SASRec(num_items=dm.num_items, max_len=dm.max_len)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=args.train_batches,
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(model, dm)
-    info = {"sasrec_fit_s": time.perf_counter() - t0, "train_batches": args.train_batches}
-    trainer.save_checkpoint(out / "sasrec.ckpt")
+    if args.checkpoint:
+        from generec.predict import load_model
+
+        model, _ = load_model(args.checkpoint)
+        info: dict = {"sasrec_checkpoint": args.checkpoint}
+    else:
+        model, info = train_sasrec(dm, args.train_batches, out)
     model.eval()
     encoder = SentenceEncoder()
     titles = [str(t) for t in data.item_side["title"]]

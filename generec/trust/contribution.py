@@ -7,9 +7,10 @@ output is as likely without it.
 * Diffusion (the creator): -log p is bounded by the DDPM variational bound (ELBO), which the creator's
   classifier-free-guidance training makes available with the instruction (conditional) and without it
   (the text condition dropped). Both bounds use the same timesteps and noise, so their difference has
-  low variance. Item vectors are continuous, so information is counted at a resolution: the last step
-  uses a discretised Gaussian with bins of ``bin_width`` (in the creator's normalised space). phi depends
-  on that resolution (coarser bins, less information in y); the difference of the two NLLs does not.
+  low variance. Item vectors are continuous, so information is counted at a resolution: the chain stops
+  where its noise reaches half a bin of ``bin_width`` (in the creator's normalised space) and a
+  discretised Gaussian decodes the bin. phi depends on that resolution (coarser bins, less information
+  in y); ``resolution_bin_width`` ties it to the catalogue's nearest-neighbour distance.
 * Text: token log-probabilities of the output under a causal LM, with the instruction in the prompt and
   with it left empty.
 """
@@ -46,7 +47,10 @@ def diffusion_nll(
     """Upper bound on -log P(x0's bin) in nats for each noise predictor: [F, B] (F = len(eps_fns)).
 
     x0 [B, d] in the model's (normalised) space; alphas_cumprod [T] as in diffusers (index 0 = least
-    noise). Reverse variances are beta_t. The sum over t = 1..T-1 is exact (``strata=None``) or a
+    noise). The reverse chain stops at the first timestep t0 whose noise, in x0 units
+    (sqrt((1 - a_t) / a_t)), reaches half a bin: detail finer than the resolution is not counted. The
+    decoder there is a Gaussian around the model's x0 estimate with that noise scale, integrated over the
+    bin. Reverse variances are beta_t. The KL sum over t0+1..T-1 is exact (``strata=None``) or a
     stratified sample of ``strata`` timesteps; timesteps and noise are shared by all predictors.
     """
     ac = alphas_cumprod.double()
@@ -60,16 +64,21 @@ def diffusion_nll(
     const = (
         0.5 * d * (ratio - 1.0 - ratio.log())
     )  # variance mismatch of each KL term (same for every predictor)
+    scale = ((1.0 - ac) / ac).sqrt()  # noise std in x0 units at each timestep
+    reached = torch.nonzero(scale >= bin_width / 2)
+    t0_idx = int(reached[0]) if len(reached) else 0
+    t0_idx = min(t0_idx, t_count - 2)
     gen = torch.Generator().manual_seed(seed)
     x0d = x0.double()
     # prior term: KL(q(x_T | x0) || N(0, I)), no network involved
     prior = 0.5 * (ac[-1] * x0d.pow(2) + (1 - ac[-1]) - 1 - torch.log(1 - ac[-1])).sum(-1)  # [B]
     total = torch.zeros(len(eps_fns), b, dtype=torch.float64)
     for _ in range(n_noise):
-        if strata is None or strata >= t_count - 1:
-            ts, weights = torch.arange(1, t_count), torch.ones(t_count - 1, dtype=torch.float64)
+        first = t0_idx + 1  # KL terms for t = first..T-1
+        if strata is None or strata >= t_count - first:
+            ts, weights = torch.arange(first, t_count), torch.ones(t_count - first, dtype=torch.float64)
         else:
-            edges = torch.linspace(1, t_count, strata + 1).long()
+            edges = torch.linspace(first, t_count, strata + 1).long()
             sizes = (edges[1:] - edges[:-1]).clamp_min(1)
             ts = edges[:-1] + (torch.rand(strata, generator=gen) * sizes).long()
             weights = sizes.double()
@@ -78,13 +87,18 @@ def diffusion_nll(
         sa, sb = ac[ts].sqrt()[:, None, None], (1 - ac[ts]).sqrt()[:, None, None]  # [M, 1, 1]
         xt = (sa * x0d[None] + sb * noise.double()[None]).float().reshape(m * b, d)
         tt = ts.repeat_interleave(b)
-        x1 = (ac[0].sqrt() * x0d + (1 - ac[0]).sqrt() * noise.double()).float()
-        t0 = torch.zeros(b, dtype=torch.long)
+        x1 = (ac[t0_idx].sqrt() * x0d + (1 - ac[t0_idx]).sqrt() * noise.double()).float()
+        t0 = torch.full((b,), t0_idx, dtype=torch.long)
         for f, fn in enumerate(eps_fns):
             err = (noise[None] - fn(xt, tt).reshape(m, b, d)).double().pow(2).sum(-1)  # [M, B]
             kl = ((coef[ts][:, None] * err + const[ts][:, None]) * weights[:, None]).sum(0)  # [B]
-            mean = (x1.double() - beta[0] / (1 - ac[0]).sqrt() * fn(x1, t0).double()) / alpha[0].sqrt()
-            decoder = -_log_bin_prob(x0d, mean, float(beta[0].sqrt()), bin_width)  # [B]
+            if t0_idx == 0:  # the usual DDPM decoder: mean of p(x_0 | x_1), std sqrt(beta_1)
+                mean = (x1.double() - beta[0] / (1 - ac[0]).sqrt() * fn(x1, t0).double()) / alpha[0].sqrt()
+                std = float(beta[0].sqrt())
+            else:  # x0 estimate at t0, with the noise scale there
+                mean = (x1.double() - (1 - ac[t0_idx]).sqrt() * fn(x1, t0).double()) / ac[t0_idx].sqrt()
+                std = float(scale[t0_idx])
+            decoder = -_log_bin_prob(x0d, mean, std, bin_width)  # [B]
             total[f] += kl + decoder + prior
     return (total / n_noise).float()
 

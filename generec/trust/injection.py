@@ -17,6 +17,7 @@ clauses and control tokens removed from untrusted text before it is embedded or 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -215,6 +216,60 @@ def decision_moved(clean: Guidance, attacked: Guidance, target: int) -> bool:
     return target in set(attacked.constraints.get("retrieved_items", [])) and target not in before
 
 
+class InjectionRunner:
+    """Runs cases through ``DefendedInstructor.guide``, each against the clean run under the same defences.
+
+    The clean instructor of each defence setting is built once (``base_embeddings[key]``: the clean catalogue
+    embeddings for that text processing, ``"strip"`` or ``"raw"``); an attacked instructor is a copy with
+    only the carrier's row re-encoded.
+    """
+
+    def __init__(
+        self,
+        model,
+        encoder,
+        item_texts: Sequence[str],
+        base_embeddings: dict[str, Tensor],
+        config: InstructorConfig | None = None,
+    ) -> None:
+        self.model, self.encoder, self.item_texts = model, encoder, list(item_texts)
+        self.base, self.config = base_embeddings, config
+        self._clean: dict[Defences, DefendedInstructor] = {}
+
+    def clean_instructor(self, defences: Defences) -> DefendedInstructor:
+        if defences not in self._clean:
+            key = "strip" if defences.strip else "raw"
+            self._clean[defences] = DefendedInstructor(
+                self.encoder, self.item_texts, defences, self.config, self.base[key]
+            )
+        return self._clean[defences]
+
+    def attacked_instructor(self, defences: Defences, texts: Sequence[str]) -> DefendedInstructor:
+        clean = self.clean_instructor(defences)
+        changed = [i for i, (a, b) in enumerate(zip(texts, self.item_texts, strict=True)) if a != b]
+        if not changed:
+            return clean
+        ins = copy.copy(clean)
+        ins.item_texts = list(clean.item_texts)
+        ins.item_text_embeddings = clean.item_text_embeddings.clone()
+        processed = [
+            sanitize_item_text(texts[i]) if defences.strip else " ".join(texts[i].split()) for i in changed
+        ]
+        for i, t in zip(changed, processed, strict=True):
+            ins.item_texts[i] = t
+        ins.item_text_embeddings[changed] = self.encoder.encode(processed).float()
+        return ins
+
+    def run(
+        self, case: InjectionCase, history: Sequence[int], instruction: str, defences: Defences
+    ) -> CaseOutcome:
+        clean = self.clean_instructor(defences).guide(self.model, history, instruction, seed=0)
+        texts, attacked_instruction = inject(case, self.item_texts, history, instruction)
+        g = self.attacked_instructor(defences, texts).guide(self.model, history, attacked_instruction, seed=0)
+        prompt = attack_reaches_prompt(case.attack, g.content_prompt + "\n" + g.negative_prompt)
+        return CaseOutcome(case, defences.label, prompt, decision_moved(clean, g, case.target))
+
+
 def run_case(
     case: InjectionCase,
     model,
@@ -226,24 +281,10 @@ def run_case(
     defences: Defences,
     config: InstructorConfig | None = None,
 ) -> CaseOutcome:
-    """One case through ``DefendedInstructor.guide``, against the clean run under the same defences.
-
-    ``base_embeddings[label]`` holds the clean catalogue embeddings for that text processing (strip on/off);
-    only the carrier's row is re-encoded.
-    """
-    key = "strip" if defences.strip else "raw"
-    clean_ins = DefendedInstructor(encoder, item_texts, defences, config, base_embeddings[key])
-    clean = clean_ins.guide(model, history, instruction, seed=0)
-    texts, attacked_instruction = inject(case, item_texts, history, instruction)
-    emb = base_embeddings[key].clone()
-    changed = [i for i, (a, b) in enumerate(zip(texts, item_texts, strict=True)) if a != b]
-    if changed:
-        processed = [sanitize_item_text(texts[i]) if defences.strip else texts[i] for i in changed]
-        emb[changed] = encoder.encode(processed)
-    ins = DefendedInstructor(encoder, texts, defences, config, emb)
-    g = ins.guide(model, history, attacked_instruction, seed=0)
-    prompt = attack_reaches_prompt(case.attack, g.content_prompt + "\n" + g.negative_prompt)
-    return CaseOutcome(case, defences.label, prompt, decision_moved(clean, g, case.target))
+    """One case, without reuse (see ``InjectionRunner`` for many)."""
+    return InjectionRunner(model, encoder, item_texts, base_embeddings, config).run(
+        case, history, instruction, defences
+    )
 
 
 def attack_success_table(outcomes: Sequence[CaseOutcome]) -> dict[str, dict[str, dict[str, float]]]:

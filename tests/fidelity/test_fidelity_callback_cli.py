@@ -101,6 +101,7 @@ def _result(path: Path, vector, history=(1, 2, 3)) -> Path:
 def test_generec_check_flags_a_copy_and_writes_a_report(run, monkeypatch, capsys):
     _, model, _, _, out = run
     monkeypatch.setattr("generec.generative.instructor.SentenceEncoder", lambda *a, **k: HashEncoder())
+    monkeypatch.setenv("GENEREC_CACHE_DIR", str(out / "cache"))  # text embeddings cache stays in tmp
     with torch.inference_mode():
         copy_of_5 = model.item_embeddings()[5].tolist()
     result = _result(out / "gen.json", copy_of_5)
