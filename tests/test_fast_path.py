@@ -45,11 +45,14 @@ def _tiny_sasrec(num_items: int, **kw) -> SASRec:
 
 
 def _same_batches(a: list[dict], b: list[dict]) -> None:
+    """Same tensors; a resident batch may add its host-side count of supervised positions."""
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        assert x.keys() == y.keys()
+        assert x.keys() == y.keys() - {"num_supervised"}
         for k in x:
             assert torch.equal(x[k].cpu(), y[k].cpu()), k
+        if "num_supervised" in y:
+            assert y["num_supervised"] == int((x["targets"] > 0).sum())
 
 
 def test_resident_batches_equal_reference_loader_for_a_seed(ml100k):
@@ -62,10 +65,19 @@ def test_resident_batches_equal_reference_loader_for_a_seed(ml100k):
         ml100k.resident_device = None
     for ref, res in zip(reference, resident, strict=True):
         _same_batches(ref, res)
+    assert all(isinstance(b["num_supervised"], int) for b in resident[0])
     _same_batches(list(ml100k.val_dataloader()), valid_resident)
     # trimming really happened (bucketed batches narrower than max_len), and epochs differ
     assert min(b["input_ids"].shape[1] for b in reference[0]) < 50
     assert not torch.equal(reference[0][0]["input_ids"], reference[1][0]["input_ids"])
+
+
+def test_host_counted_gather_gives_the_same_loss(ml100k):
+    """The fast path's static-size gather of supervised positions equals boolean indexing."""
+    model = _tiny_sasrec(ml100k.num_items, dropout=0.0)
+    batch = _batches(ml100k.train_dataloader(), 0)[0]
+    counted = {**batch, "num_supervised": int((batch["targets"] > 0).sum())}
+    assert torch.equal(model.compute_loss(batch), model.compute_loss(counted))
 
 
 def test_tensor_rows_to_keeps_widths_on_host(ml100k):

@@ -45,6 +45,9 @@ class TensorRows(Dataset):
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
         self.trim = False
+        # Fast path: each batch also carries its number of supervised positions, counted on the
+        # host, so the loss can gather them without a device->host sync (see SeqRecModule).
+        self.count_supervised = False
         self.widths: dict[tuple[str, ...], torch.Tensor] = {}
         for group in trim_groups:
             present = [tensors[k] for k in group if k in tensors]
@@ -79,6 +82,10 @@ class TensorRows(Dataset):
                 for k in group:
                     if k in batch:
                         batch[k] = batch[k][:, -width:]
+        if self.count_supervised:
+            if "supervised" not in self.__dict__:
+                self.supervised = (self.tensors["targets"] > 0).sum(1).cpu()  # [N] per row, on the host
+            batch["num_supervised"] = int(self.supervised[host_rows].sum())
         return batch
 
 
@@ -160,7 +167,9 @@ class _AugmentedRows(Dataset):
         epoch = self.sampler.epoch if self.sampler is not None else 0
         if epoch != self._epoch:
             self._epoch, self._index = epoch, 0
-        batch = self.transform(self.rows[rows], epoch, self._index)
+        batch = self.rows[rows]
+        batch.pop("num_supervised", None)  # the augmentation changes the targets: the count would be stale
+        batch = self.transform(batch, epoch, self._index)
         self._index += 1
         return batch
 
@@ -353,6 +362,7 @@ class SeqDataModule(L.LightningDataModule):
             return loader
         widths = self.train_rows.widths.get(("input_ids", "targets")) if self.length_bucketing else None
         rows = self._resident(self.train_rows)
+        rows.count_supervised = rows is not self.train_rows  # resident fast path: sync-free loss gather
         return self.loader(rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
 
     def val_dataloader(self) -> DataLoader:

@@ -89,8 +89,12 @@ class SeqRecModule(L.LightningModule):
         hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
         targets = batch["targets"]
         supervised = targets > 0
-        h = hidden[supervised]  # [N, d]
-        y = targets[supervised]  # [N]
+        count = batch.get("num_supervised")
+        if count is None:
+            h, y = hidden[supervised], targets[supervised]  # [N, d], [N]
+        else:  # N known on the host (fast path): a static-size gather needs no device->host sync
+            flat = torch.nonzero_static(supervised.flatten(), size=count).squeeze(1)
+            h, y = hidden.flatten(0, 1)[flat], targets.flatten()[flat]
         return next_item_loss(
             h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
