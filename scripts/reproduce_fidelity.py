@@ -5,7 +5,7 @@ user state and a simulated instruction; every check runs on every item. Reported
 
 1. pass rate per check and instruction level (first sample);
 2. the verifier (all checks) against held-out truth: an item is *correct* when the user's held-out test
-   item is among the 10 catalogue items nearest to it. TPR/FPR and the distribution of per-user p are
+   item is among the ``--truth-k`` (50) catalogue items nearest to it. TPR/FPR and the distribution of per-user p are
    estimated on one half of the users (calibration); accuracy vs K (first accepted, else last) is measured
    on the other half and compared with the model's prediction; K_opt for the configured false-positive cost;
 3. human contribution phi of the created items per instruction level (diffusion ELBO, cond vs text dropped);
@@ -149,7 +149,7 @@ def main() -> None:
     _, _, vectors, _, accepted = level_data["keywords"]
     correct = np.zeros(accepted.shape, bool)  # [U, K]
     for k in range(vectors.shape[0]):
-        ids, _ = nearest_items(vectors[k], table, 10)
+        ids, _ = nearest_items(vectors[k], table, args.truth_k)
         correct[:, k] = (ids == targets[:, None]).any(1).numpy()
     half = rng.permutation(len(targets))
     cal, ev = half[: len(half) // 2], half[len(half) // 2 :]
@@ -168,7 +168,7 @@ def main() -> None:
         ]
     )
     record["resampling"] = {
-        "truth": "held-out test item among the 10 catalogue items nearest to the generated vector",
+        "truth": f"held-out test item among the {args.truth_k} catalogue items nearest to the generated vector",
         "calibration_users": len(cal),
         "evaluation_users": len(ev),
         "p_mean": float(p_users.mean()),

@@ -5,6 +5,8 @@ Train the creator from a recommender checkpoint (pairs: state after each trainin
 Generate for one user (retrieve / repurpose / create, decided by the instructor unless mode= is given):
     python -m generec.generative.run data=beauty checkpoint=.../best.ckpt generator=gen.pt \
         user=A1YJEY40YUW4SE instruction="a red nail polish" output=out.json
+Add ``+fidelity=default`` to gate generated items by the fidelity checks (conf/fidelity/default.yaml) and
+refuse unsafe instructions; ``generec check`` runs the same checks on a result afterwards.
 """
 
 from __future__ import annotations
@@ -149,6 +151,30 @@ def _user_history(cfg: DictConfig, data) -> list[int]:
     return data.sequence(users[str(cfg.user)]).tolist()
 
 
+def fidelity_checks(cfg: DictConfig, model, instructor: Instructor) -> dict[str, Any]:
+    """With ``+fidelity=default``: the fidelity checks gate the items and unsafe instructions are refused."""
+    if not cfg.get("fidelity"):
+        return {}
+    from generec.trust.fidelity import Verifier, build_checks
+    from generec.trust.safety import InstructionGuard, text_scorer
+
+    fcfg = OmegaConf.to_container(cfg.fidelity)
+    safety = fcfg.get("safety", {})
+    scorer = text_scorer(safety.get("text", "keywords"))
+    with torch.inference_mode():
+        table = model.item_embeddings().detach().float().cpu()
+    checks = build_checks(
+        fcfg,
+        table,
+        instructor.item_text_embeddings,
+        instructor.item_texts,
+        instructor.encoder,
+        text_scorer=scorer,
+    )
+    guard = InstructionGuard(scorer, float(safety.get("threshold", 0.5)))
+    return {"checks": Verifier(checks).pipeline_checks(), "instruction_guard": guard}
+
+
 def generate(cfg: DictConfig) -> dict[str, Any]:
     """Guidance + items for one user, written as JSON to ``cfg.output``."""
     model, dm, encoder = _load(cfg)
@@ -183,6 +209,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         creator,
         image_backend=image,
         title_backend=title,
+        **fidelity_checks(cfg, model, instructor),
         **OmegaConf.to_container(g.pipeline),
     )
     history = _user_history(cfg, data)
