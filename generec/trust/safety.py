@@ -38,7 +38,8 @@ class UnsafeInstructionError(ValueError):
 # A deliberately small list: slurs are left out on purpose (a learned backend covers insults better);
 # these are terms no product instruction in a shop catalogue needs.
 _UNSAFE_TERMS = {
-    "sexual": r"porn\w*|nude|nudes|naked|xxx|sex\s*toy\w*|explicit\s+sex\w*|fetish\w*|nsfw",
+    # not "nude" / "naked": shade and brand names in beauty catalogues (nude lipstick, Naked palette)
+    "sexual": r"porn\w*|xxx|sex\s*toy\w*|explicit\s+sex\w*|fetish\w*|nsfw",
     "violence": r"kill|murder\w*|behead\w*|massacre|bomb\s*making|make\s+a\s+bomb|explosive\s+device|gore",
     "weapons": r"untraceable\s+gun|ghost\s+gun|silencer|how\s+to\s+make\s+(a\s+)?(gun|weapon|poison)",
     "drugs": r"cocaine|heroin|meth(amphetamine)?|fentanyl|crack\s+pipe",

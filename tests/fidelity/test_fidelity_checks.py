@@ -98,9 +98,7 @@ def test_safety_keyword_default_and_instruction_refusal():
     ok = check(
         GeneratedItem("created", 0.0, vector=[0.0], nearest=[(1, 0.1)], title="glossy red nail polish"), None
     )
-    bad = check(
-        GeneratedItem("created", 0.0, vector=[0.0], nearest=[(1, 0.1)], title="nude porn poster"), None
-    )
+    bad = check(GeneratedItem("created", 0.0, vector=[0.0], nearest=[(1, 0.1)], title="a porn poster"), None)
     assert ok.passed and ok.score == 0.0
     assert not bad.passed and bad.score == 1.0 and "keywords" in bad.reason
     guard = InstructionGuard(KeywordTextSafety())
