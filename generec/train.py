@@ -138,7 +138,8 @@ def run(cfg: DictConfig) -> dict:
     fit_history = copy.deepcopy(history.state_dict())
     fit_seconds = time.perf_counter() - t0
 
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_cb = next((c for c in trainer.checkpoint_callbacks if c.monitor == cfg.monitor), None)
+    best_path = best_cb.best_model_path if best_cb is not None else ""
     ckpt = best_path or None
     valid = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     t1 = time.perf_counter()

@@ -107,6 +107,26 @@ def test_resume_from_last_checkpoint_equals_uninterrupted_run(tmp_path, syntheti
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(tmp_path, synthetic_pairs):
+    """Resume needs the last epoch: with lr=0 the monitored metric never improves after epoch 0."""
+    run_cli(
+        "generec.train",
+        f"data.path={synthetic_pairs}",
+        "data.format=pairs",
+        "model.hidden_size=16",
+        "model.inner_size=32",
+        "model.lr=0.0",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={tmp_path}/run",
+        f"results_dir={tmp_path}/r",
+    )
+    record = only_record(tmp_path / "r")
+    assert record["best_epoch"] == 0 and record["checkpoint"].endswith("best.ckpt")
+    last = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
+    best = torch.load(tmp_path / "run/checkpoints/best.ckpt", weights_only=False)
+    assert (last["epoch"], best["epoch"]) == (2, 0)
+
+
 def popularity_ndcg10(datamodule: SeqDataModule) -> float:
     data, split = datamodule.data, datamodule.split
     rows = np.repeat(np.arange(data.num_users), data.lengths)
