@@ -5,9 +5,9 @@ user state and a simulated instruction; every check runs on every item. Reported
 
 1. pass rate per check and instruction level (first sample);
 2. the verifier (all checks) against held-out truth: an item is *correct* when the user's held-out test
-   item is among the ``--truth-k`` (50) catalogue items nearest to it. TPR/FPR and the distribution of per-user p are
-   estimated on one half of the users (calibration); accuracy vs K (first accepted, else last) is measured
-   on the other half and compared with the model's prediction; K_opt for the configured false-positive cost;
+   item is among the ``--truth-k`` (50) catalogue items nearest to it. TPR/FPR and the per-user p from one
+   half of the users predict accuracy vs K (first accepted, else last) on the other half, and the other
+   way round (two-fold cross-fit); K_opt for the configured false-positive cost (and a range of costs);
 3. human contribution phi of the created items per instruction level (diffusion ELBO, cond vs text dropped);
 4. the injection suite through the real instructor, per defence setting.
 
@@ -152,46 +152,7 @@ def main() -> None:
     for k in range(vectors.shape[0]):
         ids, _ = nearest_items(vectors[k], table, args.truth_k)
         correct[:, k] = (ids == targets[:, None]).any(1).numpy()
-    half = rng.permutation(len(targets))
-    cal, ev = half[: len(half) // 2], half[len(half) // 2 :]
-    rates = VerifierRates.from_labels(correct[cal], accepted[cal])
-    p_users = correct[cal].mean(1)
-    ks = list(range(1, args.k_max + 1))
-    measured = empirical_accuracy(correct[ev], accepted[ev], ks)
-    predicted = accuracy_at(p_users, rates.tpr, rates.fpr, ks)
-    predicted_homog = accuracy_at(float(p_users.mean()), rates.tpr, rates.fpr, ks)
-    k_opt = optimal_k(p_users, rates.tpr, rates.fpr, fp_cost, k_max=64)
-    # bootstrap over evaluation users: how much the measured curve moves
-    boot = np.stack(
-        [
-            empirical_accuracy(correct[ev][b], accepted[ev][b], ks)
-            for b in (rng.integers(0, len(ev), (200, len(ev))))
-        ]
-    )
-    record["resampling"] = {
-        "truth": f"held-out test item among the {args.truth_k} catalogue items nearest to the generated vector",
-        "calibration_users": len(cal),
-        "evaluation_users": len(ev),
-        "p_mean": float(p_users.mean()),
-        "p_share_zero": float((p_users == 0).mean()),
-        "tpr": rates.tpr,
-        "fpr": rates.fpr,
-        "positives": rates.positives,
-        "negatives": rates.negatives,
-        "ceiling": accuracy_ceiling(p_users, rates.tpr, rates.fpr),
-        "ks": ks,
-        "measured": measured.tolist(),
-        "measured_ci90": [np.quantile(boot, 0.05, 0).tolist(), np.quantile(boot, 0.95, 0).tolist()],
-        "predicted": predicted.tolist(),
-        "predicted_homogeneous_p": predicted_homog.tolist(),
-        "fp_cost": fp_cost,
-        "k_opt": k_opt,
-        "cost": expected_cost(p_users, rates.tpr, rates.fpr, ks, fp_cost).tolist(),
-        "eval_tpr_fpr": [
-            VerifierRates.from_labels(correct[ev], accepted[ev]).tpr,
-            VerifierRates.from_labels(correct[ev], accepted[ev]).fpr,
-        ],
-    }
+    record["resampling"] = resampling(correct, accepted, fp_cost, rng, args.truth_k)
     plot_resampling(record["resampling"], args.data, out / f"resampling_{args.data}.png")
 
     # ---- 3. human contribution per instruction level (first sample of each level)
@@ -300,6 +261,48 @@ def text_contribution(by_level: dict[str, list[str]]) -> dict:
     return out
 
 
+def resampling(correct: np.ndarray, accepted: np.ndarray, fp_cost: float, rng, truth_k: int) -> dict:
+    """Two-fold cross-fit: TPR/FPR and per-user p from one half predict accuracy vs K on the other half."""
+    k_max = correct.shape[1]
+    ks = list(range(1, k_max + 1))
+    perm = rng.permutation(len(correct))
+    folds = [perm[: len(perm) // 2], perm[len(perm) // 2 :]]
+    measured, predicted, boot = [], [], []
+    for cal, ev in (folds, folds[::-1]):
+        rates = VerifierRates.from_labels(correct[cal], accepted[cal])
+        predicted.append(accuracy_at(correct[cal].mean(1), rates.tpr, rates.fpr, ks))
+        measured.append(empirical_accuracy(correct[ev], accepted[ev], ks))
+        draws = rng.integers(0, len(ev), (200, len(ev)))
+        boot.append(np.stack([empirical_accuracy(correct[ev][b], accepted[ev][b], ks) for b in draws]))
+    boot_mean = (boot[0] + boot[1]) / 2  # [200, K] fold-averaged bootstrap curves
+    rates = VerifierRates.from_labels(correct, accepted)
+    p_users = correct.mean(1)
+    costs = (1.0, 10.0, 100.0, 1000.0)
+    return {
+        "truth": f"held-out test item among the {truth_k} catalogue items nearest to the generated vector",
+        "users": len(correct),
+        "samples_per_user": k_max,
+        "p_mean": float(p_users.mean()),
+        "p_share_zero": float((p_users == 0).mean()),
+        "tpr": rates.tpr,
+        "fpr": rates.fpr,
+        "positives": rates.positives,
+        "negatives": rates.negatives,
+        "ceiling": accuracy_ceiling(p_users, rates.tpr, rates.fpr),
+        "ks": ks,
+        "measured": np.mean(measured, 0).tolist(),
+        "measured_ci90": [np.quantile(boot_mean, 0.05, 0).tolist(), np.quantile(boot_mean, 0.95, 0).tolist()],
+        "predicted": np.mean(predicted, 0).tolist(),
+        "predicted_homogeneous_p": accuracy_at(float(p_users.mean()), rates.tpr, rates.fpr, ks).tolist(),
+        "fp_cost": fp_cost,
+        "k_opt": optimal_k(p_users, rates.tpr, rates.fpr, fp_cost, k_max=64),
+        "k_opt_by_fp_cost": {str(c): optimal_k(p_users, rates.tpr, rates.fpr, c, k_max=64) for c in costs},
+        "cost": expected_cost(p_users, rates.tpr, rates.fpr, ks, fp_cost).tolist(),
+        "accept_rate": float(accepted.mean()),
+        "within_user_accept_corr": float(np.corrcoef(accepted[:, 0], accepted[:, 1])[0, 1]),
+    }
+
+
 def plot_resampling(r: dict, name: str, path: Path) -> None:
     import matplotlib
 
@@ -311,8 +314,8 @@ def plot_resampling(r: dict, name: str, path: Path) -> None:
     ax.fill_between(
         ks, r["measured_ci90"][0], r["measured_ci90"][1], alpha=0.2, color="C0", label="measured 90% CI"
     )
-    ax.plot(ks, r["measured"], "o-", color="C0", label="measured (held-out users)")
-    ax.plot(ks, r["predicted"], "s--", color="C1", label="predicted (per-user p, TPR/FPR)")
+    ax.plot(ks, r["measured"], "o-", color="C0", label="measured (2-fold, held-out half)")
+    ax.plot(ks, r["predicted"], "s--", color="C1", label="predicted (other half: p, TPR, FPR)")
     ax.axhline(r["ceiling"], color="grey", ls=":", label=f"ceiling {r['ceiling']:.3f}")
     ax.axvline(r["k_opt"], color="C3", ls="-.", label=f"K_opt={r['k_opt']} (fp cost {r['fp_cost']:g})")
     ax.set_xlabel("resample budget K")
