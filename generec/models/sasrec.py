@@ -11,6 +11,23 @@ from generec.eval.metrics import DEFAULT_KS
 from generec.models.base import SeqRecModule
 from generec.models.layers import Dropout, TransformerBlock, causal_padding_mask
 
+POSITION_MODES = ("right", "left")
+
+
+def sequence_positions(input_ids: Tensor, max_len: int, mode: str) -> Tensor:
+    """Position ids for left-padded rows; both modes ignore how much padding a row carries.
+
+    ``right`` (the original SASRec code): counted back from the most recent item, which always sits
+    at ``max_len - 1``. Under the all-positions protocol the position of an early item then depends
+    on how many items follow it in the training row, which the causal model never sees.
+    ``left`` (RecBole): counted from the row's first real item, so position t means "t items
+    before", the same in training and at inference. Returns [L] (right) or [B, L] (left).
+    """
+    L = input_ids.shape[1]
+    if mode == "right":
+        return torch.arange(max_len - L, max_len, device=input_ids.device)
+    return ((input_ids > 0).long().cumsum(1) - 1).clamp(min=0)  # padding in front gets 0 (masked)
+
 
 class SASRec(SeqRecModule):
     """Item + learned position embeddings -> causal transformer; input and output tables are shared."""
@@ -34,11 +51,15 @@ class SASRec(SeqRecModule):
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
         ce_chunk_size: int = 0,
+        position_mode: str = "right",
     ) -> None:
         super().__init__(
             num_items, max_len, loss, num_negatives, lr, weight_decay, eval_ks, ce_chunk_size=ce_chunk_size
         )
+        if position_mode not in POSITION_MODES:
+            raise ValueError(f"model.position_mode must be one of {POSITION_MODES}, got {position_mode!r}")
         self.save_hyperparameters()
+        self.position_mode = position_mode
         self.item_emb = nn.Embedding(num_items + 1, hidden_size, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
         self.emb_norm = nn.LayerNorm(hidden_size, eps=1e-12)
@@ -63,8 +84,7 @@ class SASRec(SeqRecModule):
         L = input_ids.shape[1]
         if L > self.max_len:
             raise ValueError(f"input length {L} exceeds model.max_len={self.max_len}")
-        # Left padding: the most recent item always sits at position max_len - 1.
-        positions = torch.arange(self.max_len - L, self.max_len, device=input_ids.device)
+        positions = sequence_positions(input_ids, self.max_len, self.position_mode)
         x = self.emb_dropout(self.emb_norm(self.item_emb(input_ids) + self.pos_emb(positions)))  # [B, L, d]
         mask = causal_padding_mask(input_ids)
         for block in self.blocks:

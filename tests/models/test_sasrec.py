@@ -19,8 +19,9 @@ def test_seam_shapes():
     assert m.score(batch).shape == (2, 31)
 
 
-def test_causal_and_left_padding_invariance():
-    m = tiny()
+@pytest.mark.parametrize("position_mode", ["right", "left"])
+def test_causal_and_left_padding_invariance(position_mode):
+    m = tiny(position_mode=position_mode)
     a = torch.tensor([[0, 0, 0, 5, 6, 7, 8, 9]])
     b = a.clone()
     b[0, -1] = 11  # changing the future must not change earlier positions
@@ -49,3 +50,13 @@ def test_no_nan_on_all_padding_rows():
     m = tiny()
     h = m.sequence_hidden(torch.zeros(2, 8, dtype=torch.long))
     assert torch.isfinite(h).all()
+
+
+def test_left_positions_count_from_the_first_real_item():
+    from generec.models.sasrec import sequence_positions
+
+    ids = torch.tensor([[0, 0, 7, 8, 9], [1, 2, 3, 4, 5]])
+    assert sequence_positions(ids, 8, "left").tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+    assert sequence_positions(ids, 8, "right").tolist() == [3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match="position_mode"):
+        tiny(position_mode="middle")
