@@ -19,7 +19,11 @@ def f(x: float, nd: int = 3) -> str:
 def main(paths: list[str]) -> None:
     recs = {json.loads(Path(p).read_text())["args"]["data"]: json.loads(Path(p).read_text()) for p in paths}
     print("### Pass rate per check (first sample per user)\n")
-    print("| data | instruction | " + " | ".join(CHECKS) + " | median preference pct | median instr. cos |")
+    print(
+        "| data | instruction level | "
+        + " | ".join(CHECKS)
+        + " | median preference pct | median instr. cos |"
+    )
     print("|---" * (len(CHECKS) + 4) + "|")
     for name, r in recs.items():
         for lv, v in r["pass_rates"].items():
@@ -62,7 +66,7 @@ def main(paths: list[str]) -> None:
             + " |"
         )
     print("\n### Human contribution phi\n")
-    print("| data | model | instruction | n | mean | p10 | p25 | median | p75 | p90 |")
+    print("| data | model | instruction level | n | mean | p10 | p25 | median | p75 | p90 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in recs.items():
         c = r["contribution"]

@@ -250,7 +250,13 @@ def main(cfg: DictConfig) -> None:
     if cfg.task == "train":
         train(cfg)
     elif cfg.task == "generate":
-        generate(cfg)
+        from generec.trust.safety import UnsafeInstructionError
+
+        try:
+            generate(cfg)
+        except UnsafeInstructionError as e:  # a refusal is an answer, not a crash
+            print(e)
+            raise SystemExit(2) from None
     else:
         raise ValueError(f"task must be 'generate' or 'train', got {cfg.task!r}")
 
