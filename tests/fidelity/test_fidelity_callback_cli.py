@@ -125,3 +125,31 @@ def test_generec_check_names_file_and_field_on_bad_input(tmp_path, capsys):
     bad.write_text("{not json")
     rc = generec_main(["check", str(bad), "--checkpoint", "none.ckpt", "--data", "ml-100k"])
     assert rc == 2 and "bad.json:1: not valid JSON" in capsys.readouterr().out
+
+
+def test_callbacks_fidelity_preset_instantiates():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from generec.paths import CONF_DIR
+
+    cfg = OmegaConf.load(CONF_DIR / "callbacks" / "fidelity.yaml")
+    cb = instantiate(cfg.fidelity, encoder=HashEncoder())
+    assert isinstance(cb, FidelityCallback) and cb.users == 64
+    assert set(cb.cfg) >= {"preference", "instruction", "novelty", "safety"}  # conf/fidelity/default.yaml
+
+
+def test_generate_wires_checks_and_guard_from_config(run):
+    from omegaconf import OmegaConf
+
+    from generec.generative.instructor import Instructor
+    from generec.generative.run import fidelity_checks
+    from generec.paths import CONF_DIR
+    from generec.trust.safety import InstructionGuard
+
+    dm, model, *_ = run
+    ins = Instructor(HashEncoder(), [str(t) for t in dm.data.item_side["title"]])
+    assert fidelity_checks(OmegaConf.create({"fidelity": None}), model, ins) == {}
+    cfg = OmegaConf.create({"fidelity": OmegaConf.load(CONF_DIR / "fidelity" / "default.yaml")})
+    extra = fidelity_checks(cfg, model, ins)
+    assert len(extra["checks"]) == 4 and isinstance(extra["instruction_guard"], InstructionGuard)
