@@ -241,22 +241,28 @@ def build_checks(
     text_scorer: TextSafetyScorer | None = None,
     image_scorer: ImageSafetyScorer | None = None,
 ) -> list[FidelityCheck]:
-    """The checks named in a ``conf/fidelity`` mapping, in order (a check with ``enabled: false`` is skipped)."""
+    """The checks named in a ``conf/fidelity`` mapping, in a fixed order; ``enabled: false`` skips one.
+
+    Keys other than the four checks (e.g. ``resampling``) are ignored.
+    """
     from generec.trust import safety
 
+    c = {k: dict(v or {}) for k, v in cfg.items()}
+    on = {
+        k for k in ("preference", "instruction", "novelty", "safety") if k in c and c[k].pop("enabled", True)
+    }
     out: list[FidelityCheck] = []
-    c = {k: dict(v or {}) for k, v in cfg.items() if k in ("preference", "instruction", "novelty", "safety")}
-    if c.get("preference", {}).pop("enabled", True) is not False and "preference" in c:
+    if "preference" in on:
         out.append(PreferenceFidelity(items, **c["preference"]))
-    if c.get("instruction", {}).pop("enabled", True) is not False and "instruction" in c:
+    if "instruction" in on:
         out.append(
             InstructionFidelity(
                 item_text_embeddings, encoder=encoder, item_texts=item_texts, **c["instruction"]
             )
         )
-    if c.get("novelty", {}).pop("enabled", True) is not False and "novelty" in c:
+    if "novelty" in on:
         out.append(Novelty(items, item_texts=item_texts, **c["novelty"]))
-    if c.get("safety", {}).pop("enabled", True) is not False and "safety" in c:
+    if "safety" in on:
         s = c["safety"]
         text = text_scorer or safety.text_scorer(s.get("text", "keywords"))
         image = image_scorer or safety.image_scorer(s.get("image"))

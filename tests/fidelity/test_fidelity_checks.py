@@ -187,3 +187,10 @@ def test_checks_plug_into_the_pipeline_and_record_their_results(encoder, tiny_mo
 
     rec.checks = [not_a_copy]
     assert rec.generate([1, 2], "something brand new and sparkly", seed=0).items[0].kind == "created"
+
+
+def test_build_checks_follows_the_config():
+    items, text = table(10, 4), torch.randn(11, 8)
+    cfg = {"preference": {"threshold": 0.5}, "novelty": {"enabled": False}, "safety": None, "resampling": {}}
+    checks = build_checks(cfg, items, text)
+    assert [c.name for c in checks] == ["preference", "safety"] and checks[0].threshold == 0.5
