@@ -7,18 +7,6 @@ import socket
 import pytest
 import torch
 
-TITLES = [
-    "",
-    "red nail polish",
-    "cherry lip balm",
-    "argan hair oil treatment",
-    "blue eyeshadow palette",
-    "dry shampoo for oily hair",
-    "vitamin c face serum",
-    "black mascara waterproof",
-    "coconut body lotion",
-]
-
 
 @pytest.fixture(autouse=True)
 def _one_thread_no_network(monkeypatch):
@@ -48,4 +36,6 @@ def tiny_model():
     from generec.models.sasrec import SASRec
 
     torch.manual_seed(0)
+    from fidelity_catalog import TITLES
+
     return SASRec(num_items=len(TITLES) - 1, max_len=8, hidden_size=8, num_heads=2, inner_size=16).eval()

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import TITLES
+from fidelity_catalog import TITLES
 
 from generec.generative.guidance import Guidance
 from generec.generative.pipeline import GeneratedItem

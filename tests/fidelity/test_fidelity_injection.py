@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TITLES
+from fidelity_catalog import TITLES
 
 from generec.generative.instructor import InstructorConfig
 from generec.trust.injection import (
