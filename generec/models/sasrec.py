@@ -51,7 +51,7 @@ class SASRec(SeqRecModule):
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
         ce_chunk_size: int = 0,
-        position_mode: str = "right",
+        position_mode: str = "left",
     ) -> None:
         super().__init__(
             num_items, max_len, loss, num_negatives, lr, weight_decay, eval_ks, ce_chunk_size=ce_chunk_size

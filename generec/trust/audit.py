@@ -44,6 +44,11 @@ class AuditConfig:
     mask_history_lists: bool = True
     dimensions: Sequence[str] = DIMENSIONS
     seed: int = 0
+    # Injection robustness (robustness/injection_asr): users probed with the attack suite through the
+    # instructor (0 = off; needs item text and the offline MiniLM encoder), under this defence setting.
+    injection_users: int = 0
+    injection_defences: str = "all"
+    text_column: str = "title"
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> AuditConfig:
@@ -75,6 +80,22 @@ class AuditData:
     space: np.ndarray  # [I + 1, d] fixed item representation for fidelity
     groups: dict[str, np.ndarray]  # name -> [U] labels
     num_items: int
+    item_texts: list[str] | None = None  # [I + 1] item text (row 0 padding) when the dataset has it
+    dataset: str = "dataset"
+    _probe: object = field(default=None, repr=False)
+
+    def injection_probe(self):
+        """The encoder and catalogue text embeddings for the injection audit (built on first use)."""
+        if self._probe is None:
+            from generec.trust.injection_audit import InjectionProbe
+
+            if self.item_texts is None:
+                raise ValueError(
+                    f"audit.injection_users > 0 needs item text, but dataset {self.dataset!r} has no "
+                    "item text column (set audit.text_column, or audit.injection_users=0)"
+                )
+            self._probe = InjectionProbe.build(self.item_texts)
+        return self._probe
 
     @classmethod
     def from_datamodule(cls, datamodule, cfg: AuditConfig) -> AuditData:
@@ -122,6 +143,10 @@ class AuditData:
             space=item_space(data.items, data.offsets, train_end, data.num_items, cfg.fidelity_dim, cfg.seed),
             groups=groups,
             num_items=data.num_items,
+            item_texts=[str(t) for t in data.item_side[cfg.text_column]]
+            if cfg.text_column in data.item_side
+            else None,
+            dataset=str(getattr(data, "name", "dataset")),
         )
 
 
@@ -246,6 +271,20 @@ def audit_model(model, data: AuditData, cfg: AuditConfig | None = None) -> Audit
                 metrics["robustness/perturb_drop"] = float(np.mean(ok))
                 metrics["robustness/worst_drop"] = float(max(ok))
             details["perturbed_ndcg@10"] = perturbed
+        if "robustness" in dims and cfg.injection_users > 0:
+            from generec.trust.injection_audit import injection_attack_success
+
+            n = min(cfg.injection_users, len(data.users))
+            asr, table = injection_attack_success(
+                model,
+                data.injection_probe(),
+                data.input_ids[:n].tolist(),
+                data.targets[:n].tolist(),
+                cfg.injection_defences,
+                cfg.seed,
+            )
+            metrics["robustness/injection_asr"] = asr
+            details["injection"] = {"defences": cfg.injection_defences, "users": n, "table": table}
         details["users"] = int(len(data.users))
         details["seconds"] = time.perf_counter() - t0
         return AuditResult(metrics, details)

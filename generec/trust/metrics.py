@@ -73,6 +73,13 @@ METRICS: dict[str, TrustMetric] = {
         TrustMetric("bias", "age_disparity", False, _lower_unit, "NDCG@10 max-min over age groups"),
         TrustMetric("robustness", "perturb_drop", False, _lower_unit, "mean relative NDCG@10 drop"),
         TrustMetric("robustness", "worst_drop", False, _lower_unit, "largest relative NDCG@10 drop"),
+        TrustMetric(
+            "robustness",
+            "injection_asr",
+            False,
+            _lower_unit,
+            "prompt-injection attack success rate through the instructor (fidelity issue's suite)",
+        ),
     )
 }
 

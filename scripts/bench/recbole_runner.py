@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark peer: train/evaluate RecBole 1.2.1 SASRec on a shared dataset and write timing + metrics JSON.
+"""Benchmark peer: train/evaluate RecBole 1.2.1 SASRec / BERT4Rec / GRU4Rec (--model) on a shared dataset and write timing + metrics JSON.
 
 Runs INSIDE the RecBole venv (see setup_recbole_venv.sh); uses only the stdlib and recbole (+ its deps).
 
@@ -45,6 +45,21 @@ DATASETS = {
 # bundled copy (plus properties/dataset/ml-100k.yaml, which turns on normalize_all).
 RECBOLE_NAME = {"ml-100k": "ml100k"}
 
+MODEL_OVERRIDES = {
+    "SASRec": {
+        "n_layers": 2,
+        "n_heads": 2,
+        "hidden_size": 64,
+        "inner_size": 256,
+        "hidden_dropout_prob": 0.5,
+        "attn_dropout_prob": 0.5,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "loss_type": "CE",
+    },
+}
+
 TOPK = [10, 20]
 METRICS = ["Recall", "NDCG", "MRR", "Hit"]
 
@@ -57,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, required=True, help="max epochs (early stopping may end sooner)")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", required=True, help="result JSON path (written atomically)")
-    p.add_argument("--model", default="SASRec")
+    p.add_argument("--model", default="SASRec", choices=["SASRec", "BERT4Rec", "GRU4Rec"])
     p.add_argument("--eval-every", type=int, default=1, help="RecBole eval_step")
     p.add_argument("--stopping-step", type=int, default=10)
     p.add_argument("--train-batch-size", type=int, default=2048)
@@ -252,17 +267,6 @@ def main(argv=None):
         "normalize_field": None,
         "threshold": None,
         "MAX_ITEM_LIST_LENGTH": 50,
-        # model: RecBole SASRec defaults, spelled out
-        "n_layers": 2,
-        "n_heads": 2,
-        "hidden_size": 64,
-        "inner_size": 256,
-        "hidden_dropout_prob": 0.5,
-        "attn_dropout_prob": 0.5,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-        "initializer_range": 0.02,
-        "loss_type": "CE",
         # training
         "epochs": args.epochs,
         "train_batch_size": args.train_batch_size,
@@ -283,6 +287,9 @@ def main(argv=None):
         "metric_decimal_place": args.metric_decimal_place,
     }
 
+    # Model hyper-parameters: RecBole's own defaults for the model, spelled out for SASRec (the
+    # foundation target); BERT4Rec / GRU4Rec read theirs from RecBole's properties/model/*.yaml.
+    config_dict.update(MODEL_OVERRIDES.get(args.model, {}))
     config = Config(model=args.model, dataset=name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -366,10 +373,11 @@ def main(argv=None):
         "num_valid_users": len(valid_data._dataset),
         "num_test_users": len(test_data._dataset),
         "num_params": n_params,
-        "hyperparams": {k: config_dict[k] for k in (
+        "hyperparams": {k: config[k] for k in (
             "hidden_size", "n_layers", "n_heads", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
+            "embedding_size", "num_layers", "dropout_prob", "mask_ratio", "ft_ratio",
             "loss_type", "learning_rate", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH",
-            "eval_step", "stopping_step", "valid_metric", "metric_decimal_place")},
+            "eval_step", "stopping_step", "valid_metric", "metric_decimal_place") if config[k] is not None},
         "eval_args": config_dict["eval_args"],
         "source": src_stats,
         "python": platform.python_version(),

@@ -1,12 +1,15 @@
-"""generec vs RecBole 1.2.1, SASRec, same data / split / hyper-parameters, one run on one machine.
+"""generec vs RecBole 1.2.1 (SASRec, BERT4Rec or GRU4Rec), same data / split / hyper-parameters, one run.
 
     python scripts/bench/sasrec_vs_recbole.py --dataset ml-100k --epochs 10 --out-dir bench_out/ml-100k
+    python scripts/bench/sasrec_vs_recbole.py --model gru4rec --dataset ml-100k --epochs 3 --out-dir bench_out/gru
     python scripts/bench/sasrec_vs_recbole.py --report bench_out/ml-100k   # prints the Markdown table
 
 Three jobs run back to back (so they see the same machine state):
-1. RecBole's SASRec (its own venv, scripts/bench/recbole_runner.py), prefix protocol, capped at --epochs;
-2. generec's SASRec with the same protocol (``data.protocol=prefixes``) and batch size, same cap;
-3. generec's SASRec with its default protocol (``all_positions``) until early stopping.
+1. RecBole's model (its own venv, scripts/bench/recbole_runner.py), prefix protocol, capped at --epochs;
+2. generec's model with the same protocol (``data.protocol=prefixes``) and batch size, same cap;
+3. generec's model with its default protocol (``all_positions``) until early stopping.
+Both sides use RecBole's default hyper-parameters for the model (generec's conf/model/<name>.yaml
+carries the same values).
 Each writes a JSON; ``--report`` turns them into ratios: time per epoch under the same protocol, time to
 RecBole's best validation NDCG@10, evaluation time, peak memory, test metrics.
 """
@@ -24,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RECBOLE_PY = Path(os.environ.get("RECBOLE_VENV", REPO / ".venv-recbole")) / "bin" / "python"
+# generec model config name -> RecBole model class name
+RECBOLE_MODEL = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec"}
 
 
 def run(cmd: list[str], log: Path, env: dict | None = None) -> float:
@@ -47,7 +52,7 @@ def generec_job(
         "-m",
         "generec.train",
         f"data={args.dataset}",
-        "model=sasrec",
+        f"model={args.model}",
         f"seed={args.seed}",
         f"data.protocol={protocol}",
         f"data.batch_size={batch_size}",
@@ -84,6 +89,8 @@ def main_run(args) -> None:
                 "scripts/bench/recbole_runner.py",
                 "--dataset",
                 args.dataset,
+                "--model",
+                RECBOLE_MODEL[args.model],
                 "--data-dir",
                 args.data_dir,
                 "--work-dir",
@@ -140,7 +147,8 @@ def report(out_dir: str) -> str:
     machine = json.loads((out / "machine.json").read_text())
     rb_best_valid = max(rb["valid_ndcg@10_per_epoch"])
     rows = []
-    for label, rec in (("generec, prefixes (same protocol)", gp), ("generec, all_positions (default)", ga)):
+    for label, rec in (("prefixes (same protocol)", gp), ("all_positions (default)", ga)):
+        label = f"generec {rec.get('model', 'sasrec')}, {label}"
         reach, epoch = seconds_to_reach(rec, rb_best_valid)
         rows.append(
             (
@@ -164,7 +172,7 @@ def report(out_dir: str) -> str:
         "| system | median s/epoch | median eval s | s to RecBole's best valid NDCG@10 | epochs run (best) "
         "| peak memory MiB | test NDCG@10 | test HR@10 |",
         "|---|---|---|---|---|---|---|---|",
-        f"| RecBole SASRec (prefixes) | {median(rb['epoch_seconds']):.1f} | {median(rb['eval_seconds']):.2f} | "
+        f"| RecBole {rb.get('model', 'SASRec')} (prefixes) | {median(rb['epoch_seconds']):.1f} | {median(rb['eval_seconds']):.2f} | "
         f"{rb['seconds_to_best']:.0f} (its best, {rb_best_valid:.4f}) | {rb['epochs_run']} ({rb['best_epoch']}) | "
         f"{rb['peak_rss_mib']:.0f} (RSS) | {rb['test']['ndcg@10']:.4f} | {rb['test']['hr@10']:.4f} |",
     ]
@@ -193,6 +201,7 @@ def report(out_dir: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--model", default="sasrec", choices=sorted(RECBOLE_MODEL))
     p.add_argument(
         "--data-dir", default=os.environ.get("GENEREC_DATA_DIR", str(REPO.parent / "shared" / "data"))
     )
