@@ -36,13 +36,18 @@ def all_positions_rows(items: np.ndarray, offsets: np.ndarray, train_end: np.nda
     return inputs, targets
 
 
-def prefix_rows(items: np.ndarray, offsets: np.ndarray, train_end: np.ndarray, max_len: int):
-    """One row per training prefix (RecBole's default): loss only at the last column."""
+def prefix_targets(offsets: np.ndarray, train_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user, absolute index into ``items``) of every training target: positions 1..n-1, users in order."""
     n_targets = np.maximum(train_end - 1, 0)
     users = np.repeat(np.arange(len(train_end)), n_targets)
     t = np.arange(n_targets.sum()) - np.repeat(np.cumsum(n_targets) - n_targets, n_targets) + 1  # 1..n-1
-    base = offsets[users]
-    inputs = left_padded_windows(items, base, base + t, max_len)
+    return users, offsets[users] + t
+
+
+def prefix_rows(items: np.ndarray, offsets: np.ndarray, train_end: np.ndarray, max_len: int):
+    """One row per training prefix (RecBole's default): loss only at the last column."""
+    users, pos = prefix_targets(offsets, train_end)
+    inputs = left_padded_windows(items, offsets[users], pos, max_len)
     targets = np.zeros_like(inputs)
-    targets[:, -1] = items[base + t]
+    targets[:, -1] = items[pos]
     return inputs, targets

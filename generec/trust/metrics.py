@@ -55,6 +55,13 @@ METRICS: dict[str, TrustMetric] = {
     for m in (
         TrustMetric("utility", "ndcg@10", True, _higher_unit, "full-ranking NDCG@10 on the audited users"),
         TrustMetric("utility", "hr@10", True, _higher_unit, "full-ranking HR@10 on the audited users"),
+        TrustMetric(
+            "utility",
+            "tstr_ratio",
+            True,
+            _higher_unit,
+            "test NDCG@10 trained on synthetic / trained on real sequences (TSTR), capped at 1",
+        ),
         TrustMetric("fidelity", "precision", True, _higher_unit, "k-NN precision of generated vs real"),
         TrustMetric("fidelity", "recall", True, _higher_unit, "k-NN recall of generated vs real"),
         TrustMetric("fidelity", "density", True, lambda v: _unit(v), "k-NN density (1 = as dense as real)"),
