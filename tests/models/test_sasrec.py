@@ -60,3 +60,16 @@ def test_left_positions_count_from_the_first_real_item():
     assert sequence_positions(ids, 8, "right").tolist() == [3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match="position_mode"):
         tiny(position_mode="middle")
+
+
+def test_feed_forward_drops_only_its_output_by_default():
+    """RecBole's layout (one dropout, after the second linear); the original SASRec code's inner dropout is opt-in."""
+    from generec.models.layers import Dropout, FeedForward
+
+    ffn = FeedForward(8, 32, dropout=0.5)
+    assert sum(isinstance(m, Dropout) for m in ffn.modules()) == 1
+    both = FeedForward(8, 32, dropout=0.5, inner_dropout=True)
+    assert sum(isinstance(m, Dropout) for m in both.modules()) == 2
+    both.load_state_dict(ffn.state_dict())  # same parameters either way: checkpoints stay loadable
+    x = torch.randn(4, 3, 8)
+    torch.testing.assert_close(ffn.eval()(x), both.eval()(x))
