@@ -50,7 +50,10 @@ def _same_batches(a: list[dict], b: list[dict]) -> None:
     for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys() - {"num_supervised"}
         for k in x:
-            assert torch.equal(x[k].cpu(), y[k].cpu()), k
+            if isinstance(x[k], torch.Tensor):
+                assert torch.equal(x[k].cpu(), y[k].cpu()), k
+            else:  # host-side floats (loss_scale)
+                assert x[k] == y[k], k
         if "num_supervised" in y:
             assert y["num_supervised"] == int((x["targets"] > 0).sum())
 
@@ -78,6 +81,29 @@ def test_host_counted_gather_gives_the_same_loss(ml100k):
     batch = _batches(ml100k.train_dataloader(), 0)[0]
     counted = {**batch, "num_supervised": int((batch["targets"] > 0).sum())}
     assert torch.equal(model.compute_loss(batch), model.compute_loss(counted))
+
+
+def test_bucketed_loss_weighs_every_target_equally(ml100k):
+    """Length-bucketed batches differ in size; with loss_scale the epoch's mean of batch losses is the
+    per-target mean over the epoch, as with unbucketed batches (not a per-batch reweighting)."""
+    model = _tiny_sasrec(ml100k.num_items, dropout=0.0).eval()
+    batches = _batches(ml100k.train_dataloader(), 0)
+    counts = torch.tensor([float((b["targets"] > 0).sum()) for b in batches])
+    assert counts.max() > 1.5 * counts.min()  # bucketing made batches of quite different sizes
+    scales = torch.tensor([b["loss_scale"] for b in batches])
+    torch.testing.assert_close(scales, counts / counts.mean())
+    with torch.no_grad():
+        scaled = torch.stack([model.compute_loss(b) for b in batches])
+        plain = torch.stack(
+            [model.compute_loss({k: v for k, v in b.items() if k != "loss_scale"}) for b in batches]
+        )
+    per_target = (plain * counts).sum() / counts.sum()
+    torch.testing.assert_close(scaled.mean(), per_target)
+    ml100k.length_bucketing = False
+    try:
+        assert "loss_scale" not in next(iter(ml100k.train_dataloader()))
+    finally:
+        ml100k.length_bucketing = True
 
 
 def test_tensor_rows_to_keeps_widths_on_host(ml100k):

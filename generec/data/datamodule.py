@@ -48,6 +48,10 @@ class TensorRows(Dataset):
         # Fast path: each batch also carries its number of supervised positions, counted on the
         # host, so the loss can gather them without a device->host sync (see SeqRecModule).
         self.count_supervised = False
+        # Length bucketing: the mean supervised positions per batch over an epoch. Each batch then
+        # carries ``loss_scale`` = its own count / this mean, so a per-batch mean loss times the scale
+        # weighs every target equally across batches of very different lengths (see SeqRecModule).
+        self.loss_norm: float | None = None
         self.widths: dict[tuple[str, ...], torch.Tensor] = {}
         for group in trim_groups:
             present = [tensors[k] for k in group if k in tensors]
@@ -82,11 +86,19 @@ class TensorRows(Dataset):
                 for k in group:
                     if k in batch:
                         batch[k] = batch[k][:, -width:]
-        if self.count_supervised:
-            if "supervised" not in self.__dict__:
-                self.supervised = (self.tensors["targets"] > 0).sum(1).cpu()  # [N] per row, on the host
-            batch["num_supervised"] = int(self.supervised[host_rows].sum())
+        if self.count_supervised or self.loss_norm:
+            n_supervised = int(self.supervised_per_row()[host_rows].sum())
+            if self.count_supervised:
+                batch["num_supervised"] = n_supervised
+            if self.loss_norm:
+                batch["loss_scale"] = n_supervised / self.loss_norm
         return batch
+
+    def supervised_per_row(self) -> torch.Tensor:
+        """Supervised (target > 0) positions of every row [N], counted once, on the host."""
+        if "supervised" not in self.__dict__:
+            self.supervised = (self.tensors["targets"] > 0).sum(1).cpu()
+        return self.supervised
 
 
 class EpochBatchSampler(Sampler):
@@ -363,6 +375,10 @@ class SeqDataModule(L.LightningDataModule):
         widths = self.train_rows.widths.get(("input_ids", "targets")) if self.length_bucketing else None
         rows = self._resident(self.train_rows)
         rows.count_supervised = rows is not self.train_rows  # resident fast path: sync-free loss gather
+        rows.loss_norm = None
+        if widths is not None:  # bucketed batches differ in size: restore equal weight per target
+            batches = -(-len(rows) // self.batch_size)
+            rows.loss_norm = float(self.train_rows.supervised_per_row().sum()) / max(batches, 1)
         return self.loader(rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
 
     def val_dataloader(self) -> DataLoader:

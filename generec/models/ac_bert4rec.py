@@ -9,6 +9,7 @@ from torch import Tensor
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.bert4rec import BERT4Rec, masked_item_ce
 from generec.models.calibrated_attention import AdversarialCalibrationMixin
+from generec.models.losses import batch_loss_scale
 
 
 class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
@@ -54,7 +55,9 @@ class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
         inputs, labels = self.mask_items(self.training_window(batch))
         out, mask = self.calibrated_forward(inputs, return_attacked=self.adversarial)
         items = self.item_embeddings()
-        rec = masked_item_ce(self.head(out.hidden), labels, items)
+        scale = batch_loss_scale(batch)
+        rec = masked_item_ce(self.head(out.hidden), labels, items) * scale
         if out.attacked is None:
             return rec, None
-        return rec, self.adversarial_loss(masked_item_ce(self.head(out.attacked), labels, items), out, mask)
+        attacked = masked_item_ce(self.head(out.attacked), labels, items) * scale
+        return rec, self.adversarial_loss(attacked, out, mask)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.calibrated_attention import AdversarialCalibrationMixin
-from generec.models.losses import next_item_loss
+from generec.models.losses import batch_loss_scale, next_item_loss
 from generec.models.sasrec import SASRec
 
 
@@ -62,7 +62,9 @@ class ACSASRec(AdversarialCalibrationMixin, SASRec):
 
     def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         out, mask = self.calibrated_forward(batch["input_ids"], return_attacked=self.adversarial)
-        rec = self.loss_on_hidden(out.hidden, batch["targets"])
+        scale = batch_loss_scale(batch)
+        rec = self.loss_on_hidden(out.hidden, batch["targets"]) * scale
         if out.attacked is None:
             return rec, None
-        return rec, self.adversarial_loss(self.loss_on_hidden(out.attacked, batch["targets"]), out, mask)
+        attacked = self.loss_on_hidden(out.attacked, batch["targets"]) * scale
+        return rec, self.adversarial_loss(attacked, out, mask)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS, MetricAccumulator, target_ranks
 from generec.eval.ranking import prepare_scores
-from generec.models.losses import next_item_loss
+from generec.models.losses import batch_loss_scale, next_item_loss
 
 LOSSES = ("ce", "bce", "sampled_ce")
 
@@ -95,9 +95,10 @@ class SeqRecModule(L.LightningModule):
         else:  # N known on the host (fast path): a static-size gather needs no device->host sync
             flat = torch.nonzero_static(supervised.flatten(), size=count).squeeze(1)
             h, y = hidden.flatten(0, 1)[flat], targets.flatten()[flat]
-        return next_item_loss(
+        loss = next_item_loss(
             h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
+        return loss * batch_loss_scale(batch)
 
     def compile_hot_paths(
         self, backend: str = "inductor", mode: str | None = None, dynamic: bool | None = True

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.layers import causal_padding_mask
+from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
 
@@ -109,4 +110,5 @@ class BERT4Rec(SASRec):
     # ---------------------------------------------------------------- training
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         inputs, labels = self.mask_items(self.training_window(batch))
-        return masked_item_ce(self.sequence_hidden(inputs), labels, self.item_embeddings())
+        loss = masked_item_ce(self.sequence_hidden(inputs), labels, self.item_embeddings())
+        return loss * batch_loss_scale(batch)  # masks per batch scale with its real items, as targets do

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from generec.data.augment import Augmentation, Crop, Mask, RandomChoice, Reorder
 from generec.models.contrastive import info_nce, make_view, next_item_loss, same_width
+from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
 
@@ -59,7 +60,7 @@ class CL4SRec(SASRec):
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
-        rec = next_item_loss(self, hidden, batch["targets"])
+        rec = next_item_loss(self, hidden, batch["targets"], batch_loss_scale(batch))
         cl = self.contrastive_loss(batch["input_ids"])
         self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=batch["input_ids"].shape[0])
         return rec + self.cl_weight * cl

@@ -49,21 +49,26 @@ def info_nce(
     return F.cross_entropy(logits, partner)
 
 
-def next_item_loss(model, hidden: Tensor, targets: Tensor) -> Tensor:
+def next_item_loss(model, hidden: Tensor, targets: Tensor, scale: float = 1.0) -> Tensor:
     """``model``'s recommendation loss (CE, chunked CE or BCE) from already computed hidden states [B, L, d].
 
-    Same as ``SeqRecModule.compute_loss`` but reuses the forward pass the contrastive terms also need.
+    Same as ``SeqRecModule.compute_loss`` but reuses the forward pass the contrastive terms also need;
+    ``scale`` is the batch's ``loss_scale`` (length bucketing). The contrastive terms average over
+    sequences, which bucketing does not reweight, so they are not scaled.
     """
     supervised = targets > 0
     h = hidden[supervised]  # [N, d]
     y = targets[supervised]  # [N]
-    return _next_item_loss(
-        h,
-        y,
-        model.item_embeddings(),
-        model.loss_type,
-        model.num_negatives,
-        getattr(model, "ce_chunk_size", 0),
+    return (
+        _next_item_loss(
+            h,
+            y,
+            model.item_embeddings(),
+            model.loss_type,
+            model.num_negatives,
+            getattr(model, "ce_chunk_size", 0),
+        )
+        * scale
     )
 
 

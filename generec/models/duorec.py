@@ -12,6 +12,7 @@ from torch import Tensor
 
 from generec.data.augment import fit_width, lengths_of
 from generec.models.contrastive import info_nce, next_item_loss
+from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
 
@@ -63,7 +64,7 @@ class DuoRec(SASRec):
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         input_ids, targets = batch["input_ids"], batch["targets"]
         hidden = self.sequence_hidden(input_ids)  # [B, L, d]
-        rec = next_item_loss(self, hidden, targets)
+        rec = next_item_loss(self, hidden, targets, batch_loss_scale(batch))
         last = targets[:, -1]  # [B]
         pos = self.positives(input_ids, last)
         z_pos = self.sequence_hidden(pos)[:, -1]  # [B, d], its own dropout mask

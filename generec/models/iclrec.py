@@ -17,6 +17,7 @@ from torch import Tensor
 
 from generec.models.cl4srec import CL4SRec
 from generec.models.contrastive import info_nce, mean_state, next_item_loss
+from generec.models.losses import batch_loss_scale
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class ICLRec(CL4SRec):
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         input_ids = batch["input_ids"]
         hidden = self.sequence_hidden(input_ids)  # [B, L, d]
-        rec = next_item_loss(self, hidden, batch["targets"])
+        rec = next_item_loss(self, hidden, batch["targets"], batch_loss_scale(batch))
         v1, v2 = self.views(input_ids)
         h = self.sequence_hidden(torch.cat([v1, v2]))  # [2B, L', d]
         h1, h2 = h.chunk(2)

@@ -78,6 +78,16 @@ def sampled_softmax_cross_entropy(
     return F.cross_entropy(logits, torch.zeros_like(y))
 
 
+def batch_loss_scale(batch: dict) -> float:
+    """The datamodule's per-batch weight (length bucketing), 1.0 when batches are not bucketed.
+
+    A per-batch *mean* loss weighs a target in a batch of short sequences far more than one in a batch
+    of long sequences once batches are grouped by length; scaling by (batch's targets / mean targets per
+    batch) makes an epoch's gradient the same per-target average as with unbucketed batches.
+    """
+    return float(batch.get("loss_scale", 1.0))
+
+
 def next_item_loss(
     h: Tensor, y: Tensor, items: Tensor, loss: str, num_negatives: int = 1, ce_chunk_size: int = 0
 ) -> Tensor:
