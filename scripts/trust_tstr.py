@@ -39,7 +39,7 @@ def synthesize(args, out: Path) -> dict[str, dict]:
     dm = _datamodule(record, record_path)
     data, train_end = dm.data, dm.split.train_end
     model = creator = None
-    if "creator" in args.generators:
+    if "creator" in args.generators and not (args.reuse and (out / "creator.txt").is_file()):
         from generec.generative.creator import Creator
 
         model, _ = load_model(_checkpoint(record, record_path))
@@ -51,10 +51,14 @@ def synthesize(args, out: Path) -> dict[str, dict]:
     stats = {}
     for gen in args.generators:
         t0 = time.perf_counter()
-        items = synthetic_items(
-            data, train_end, gen, model=model, creator=creator, max_len=dm.max_len, seed=0
-        )
-        path = write_sequences(out / f"{gen}.txt", data, items)
+        path = out / f"{gen}.txt"
+        if args.reuse and path.is_file():  # the file of an earlier run: its items, read back
+            items = read_items(path, data)
+        else:
+            items = synthetic_items(
+                data, train_end, gen, model=model, creator=creator, max_len=dm.max_len, seed=0
+            )
+            path = write_sequences(path, data, items)
         stats[gen] = {
             "file": str(path),
             "targets": int(len(pos)),
@@ -67,6 +71,16 @@ def synthesize(args, out: Path) -> dict[str, dict]:
     return stats
 
 
+def read_items(path: Path, data) -> np.ndarray:
+    """Items [N] (remapped ids, ``data``'s layout) of a sequences file written by ``write_sequences``."""
+    index = {str(t): i for i, t in enumerate(data.item_tokens)}
+    lines = path.read_text().split("\n")[: data.num_users]
+    items = np.array([index[t] for line in lines for t in line.split()[1:]], dtype=np.int64)
+    if len(items) != len(data.items):
+        sys.exit(f"{path}: {len(items)} items, expected {len(data.items)}: not written for this data")
+    return items
+
+
 def train_all(args, out: Path, stats: dict) -> dict[str, list[dict]]:
     """Trains the record's model on every generator's file for every seed, ``--jobs`` at a time."""
     model_name, dataset = stats["_meta"]["model"], stats["_meta"]["dataset"]
@@ -74,6 +88,13 @@ def train_all(args, out: Path, stats: dict) -> dict[str, list[dict]]:
     jobs = []
     for gen in args.generators:
         for seed in args.seeds:
+            done = [
+                p
+                for p in (out / "results" / gen).glob("*.json")
+                if json.loads(p.read_text()).get("seed") == seed
+            ]
+            if args.reuse and done:
+                continue
             cmd = [
                 sys.executable,
                 "-m",
@@ -178,6 +199,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
     p.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every training")
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--reuse", action="store_true", help="keep existing sequence files and finished trainings")
     args = p.parse_args()
     if "creator" in args.generators and not args.creator:
         p.error("generator 'creator' needs --creator")
