@@ -104,6 +104,7 @@ def _log_record_artifact(trainer, paths: list[Path], run_id: str) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Trains, tests the best checkpoint and writes the results record; returns the record."""
+    commit = git_commit()  # at start: the code that trains, not whatever is checked out when it ends
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
     datamodule = instantiate(cfg.data)
@@ -175,7 +176,7 @@ def run(cfg: DictConfig) -> dict:
         "output_dir": str(output_dir),
         "versions": package_versions(),
         "environment": environment(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:

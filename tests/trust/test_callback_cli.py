@@ -86,7 +86,9 @@ def test_audit_cli_writes_report_and_record(trained, tmp_path):
     path.write_text(json.dumps(record))
     overrides = [
         f"results={path}",
-        "audit.max_users=100",
+        # every user: on a 100-user sample this 4-batch model can score NDCG@10 = 0, and a relative
+        # robustness drop is undefined there (the dimension is then left out, not scored)
+        "audit.max_users=null",
         "audit.compression=[int8,prune50]",
         "audit.rates=[0.2]",
     ]
