@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.base import SeqRecModule
@@ -25,7 +24,7 @@ def left_to_right_padding(ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class GRU4Rec(SeqRecModule):
-    """Embedding -> dropout -> GRU -> linear to the item space; the GRU never sees the padding."""
+    """Embedding -> dropout -> GRU -> linear to the item space; padding only ever follows real items."""
 
     def __init__(
         self,
@@ -54,11 +53,13 @@ class GRU4Rec(SeqRecModule):
 
     def sequence_hidden(self, input_ids: Tensor) -> Tensor:
         B, L = input_ids.shape
-        right, lengths, index = left_to_right_padding(input_ids)
+        right, _, index = left_to_right_padding(input_ids)
         x = self.emb_dropout(self.item_emb(right))  # [B, L, e]
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # [B, L, h], right-padded
+        # A plain GRU over the right-padded batch: padding only *follows* the real items, so the outputs
+        # at real positions are exactly those of a packed run, without packing's sort and per-step
+        # batches (2.6x slower than RecBole's plain GRU on the CPU, docs/benchmarks.md). Outputs at
+        # padding positions are zeroed below.
+        out, _ = self.gru(x)  # [B, L, h], right-padded
         h = self.proj(out)  # [B, L, e]
         # Back to left padding: left-padded column index[b, c] holds right-padded column c.
         back = torch.empty_like(h)

@@ -24,7 +24,7 @@ def test_seam_shapes_and_left_padding_invariance():
     short = torch.tensor([[0, 5, 6, 7, 8, 9]])
     assert m.encode({"input_ids": long}).shape == (1, 16)
     assert m.score({"input_ids": long}).shape == (1, 31)
-    # The GRU never runs over padding, so the amount of padding cannot matter.
+    # Padding only follows the real items in the GRU's input, so the amount of padding cannot matter.
     assert torch.allclose(m.encode({"input_ids": long}), m.encode({"input_ids": short}), atol=1e-6)
     h = m.sequence_hidden(long)
     assert h[:, :3].abs().max() == 0
@@ -49,3 +49,17 @@ def test_loss_backprop(loss):
     assert torch.isfinite(out)
     out.backward()
     assert all(p.grad is not None for p in m.gru.parameters())
+
+
+def test_plain_gru_equals_a_packed_run_at_real_positions():
+    """Running the GRU over the right-padded batch (no packing) changes nothing where items are real."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    m = tiny().eval()
+    ids = torch.tensor([[0, 0, 0, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 3, 4]])
+    right, lengths, index = left_to_right_padding(ids)
+    packed = pack_padded_sequence(m.item_emb(right), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = pad_packed_sequence(m.gru(packed)[0], batch_first=True, total_length=ids.shape[1])
+    reference = torch.empty(3, 8, 16).scatter_(1, index[..., None].expand(3, 8, 16), m.proj(out))
+    real = ids > 0
+    torch.testing.assert_close(m.sequence_hidden(ids)[real], reference[real])
