@@ -46,6 +46,7 @@ from generec.trust.injection import (
     attack_success_table,
     make_cases,
 )
+from generec.trust.injection_audit import InjectionProbe
 from generec.trust.resampling import (
     VerifierRates,
     accuracy_at,
@@ -209,12 +210,9 @@ def main() -> None:
 
 def injection(model, encoder, raw, texts, text_emb, inputs, instructions, args) -> dict:
     """Every case of the suite under every defence setting, for the first ``--injection-users`` users."""
-    spaced = [" ".join(t.split()) for t in raw]
-    raw_emb = text_emb.clone()  # re-encode only the titles that sanitising changed
-    differ = [i for i, (a, b) in enumerate(zip(spaced, texts, strict=True)) if a != b]
-    if differ:
-        raw_emb[differ] = encoder.encode([spaced[i] for i in differ])
-    runner = InjectionRunner(model, encoder, raw, {"strip": text_emb, "raw": raw_emb}, InstructorConfig())
+    probe = InjectionProbe.build(raw, encoder, strip_embeddings=text_emb)  # + raw-title embeddings
+    differ = [i for i, t in enumerate(raw) if " ".join(t.split()) != texts[i]]
+    runner = InjectionRunner(model, encoder, raw, probe.embeddings, InstructorConfig())
     n_inj = min(args.injection_users, len(inputs))
     histories = [[int(i) for i in row if i > 0] for row in inputs[:n_inj].tolist()]
     cases = make_cases(histories, raw, seed=args.seed)

@@ -66,9 +66,8 @@ class MultiHeadSelfAttention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise FFN with one dropout, on its output (RecBole's and BERT's layout).
 
-    The original SASRec code also drops the inner activations. RecBole (whose defaults the quality
-    targets use) does not, and with its inner size 256 and p=0.5 that second dropout
-    over-regularises; ``inner_dropout=True`` restores it.
+    The original SASRec code also drops the inner activations; RecBole, whose defaults the quality
+    targets use, does not. ``inner_dropout=True`` restores the second dropout.
     """
 
     def __init__(

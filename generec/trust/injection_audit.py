@@ -39,13 +39,24 @@ class InjectionProbe:
     embeddings: dict[str, Tensor]  # "strip": sanitised titles, "raw": whitespace-normalised titles
 
     @classmethod
-    def build(cls, item_texts: Sequence[str], encoder=None, cache_dir: str | None = None) -> InjectionProbe:
+    def build(
+        cls,
+        item_texts: Sequence[str],
+        encoder=None,
+        cache_dir: str | None = None,
+        strip_embeddings: Tensor | None = None,
+    ) -> InjectionProbe:
+        """``strip_embeddings``: the sanitised titles' embeddings when the caller already has them."""
         from generec.generative.instructor import SentenceEncoder
         from generec.generative.run import cached_text_embeddings
 
         encoder = encoder or SentenceEncoder()
         texts = [str(t) for t in item_texts]
-        strip = cached_text_embeddings(encoder, texts, cache_dir)
+        strip = (
+            cached_text_embeddings(encoder, texts, cache_dir)
+            if strip_embeddings is None
+            else strip_embeddings
+        )
         spaced = [" ".join(t.split()) for t in texts]
         raw = strip.clone()
         differ = [i for i, t in enumerate(spaced) if t != sanitize_item_text(t)]
