@@ -443,12 +443,17 @@ def offline_rows(
     ops: list[Augmentation],
     copies: int = 2,
     seed: int = 0,
+    stride: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training (inputs, targets) after offline augmentation; slide_window switches to every prefix."""
+    """Training (inputs, targets) after offline augmentation; slide_window switches to every prefix.
+
+    ``stride``: overlapping all_positions windows (see ``all_positions_rows``).
+    """
     pool_items, pool_offsets, lens, _ = offline_pool(items, offsets, train_end, ops, copies, seed)
     window, _ = split_ops(ops)
     if window is None:
-        return ROW_BUILDERS[protocol](pool_items, pool_offsets, lens, max_len)
+        extra = {"stride": stride} if stride is not None else {}
+        return ROW_BUILDERS[protocol](pool_items, pool_offsets, lens, max_len, **extra)
     width = min(window.length - 1, max_len)  # DA4Rec's window length counts the target too
     inputs, targets = prefix_rows(pool_items, pool_offsets, lens, width)
     pad = max_len - width

@@ -220,6 +220,7 @@ class SeqDataModule(L.LightningDataModule):
         cold_start_seed: int = 0,
         length_bucketing: bool = False,
         resident_device: str | None = None,
+        window_stride: int | None = None,
     ) -> None:
         super().__init__()
         if protocol not in PROTOCOLS:
@@ -246,6 +247,14 @@ class SeqDataModule(L.LightningDataModule):
         if cold_start_ratio is not None and not 0 < cold_start_ratio <= 1:
             raise ValueError(f"data.cold_start_ratio must be in (0, 1], got {cold_start_ratio}")
         self.cold_start_ratio, self.cold_start_seed = cold_start_ratio, cold_start_seed
+        if window_stride is not None:
+            if protocol != "all_positions":
+                raise ValueError(f"data.window_stride applies to protocol=all_positions only, not {protocol!r}")
+            if self.augment["mode"] == "online":  # the online rebuild supervises every column of a row
+                raise ValueError("data.window_stride is not supported with augment.mode=online")
+            if not 1 <= window_stride <= max_len:
+                raise ValueError(f"data.window_stride must be in [1, data.max_len={max_len}], got {window_stride}")
+        self.window_stride = window_stride
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str | None = None) -> None:
@@ -292,10 +301,11 @@ class SeqDataModule(L.LightningDataModule):
     def _train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Training (inputs, targets); offline augmentation grows the training parts first."""
         args = (self.data.items, self.data.offsets, self.split.train_end)
+        stride = {"stride": self.window_stride} if self.window_stride is not None else {}
         if self.augment["mode"] != "offline":
-            return ROW_BUILDERS[self.protocol](*args, self.max_len)
+            return ROW_BUILDERS[self.protocol](*args, self.max_len, **stride)
         ops = ops_from_config(self.augment["ops"], self.data.num_items)
-        return offline_rows(*args, self.protocol, self.max_len, ops, self.augment["copies"], self.seed)
+        return offline_rows(*args, self.protocol, self.max_len, ops, self.augment["copies"], self.seed, **stride)
 
     def _eval_rows(self, which: str) -> TensorRows:
         # A splitter may bring its own ``examples`` (e.g. several targets per user: target [N, T]).
@@ -405,6 +415,7 @@ class SeqDataModule(L.LightningDataModule):
             "num_train_rows": len(self.train_rows),
             "num_eval_users": len(self.eval_rows["test"]),
             "protocol": self.protocol,
+            "window_stride": self.window_stride,
             "split": self.split_name,
             "max_len": self.max_len,
             "mask_history": self.mask_history,
