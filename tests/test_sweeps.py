@@ -170,3 +170,20 @@ def test_killed_run_leaves_no_record_and_requeue_finishes_same_run(tmp_path):
     (record,) = records_in(tmp_path / "results")
     assert record["run_id"] == first_id and record["epochs_run"] == 3
     assert len(record["epoch_seconds"]) == 3  # the history of the killed attempt is kept
+
+
+def test_every_experiment_preset_composes():
+    """Each conf/experiment preset composes against the current config schema (struct mode)."""
+    presets = sorted(
+        str(p.relative_to(REPO / "conf" / "experiment").with_suffix(""))
+        for p in (REPO / "conf" / "experiment").rglob("*.yaml")
+    )
+    assert "gru4rec_ml100k" in presets and "sasrec_beauty" in presets
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for name in presets:
+            cfg = compose("train", [f"experiment={name}"])
+            assert cfg.model._target_.startswith("generec."), name
+    gru = None
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        gru = compose("train", ["experiment=gru4rec_ml100k"])
+    assert gru.data.window_stride == 10 and gru.model._target_.endswith("GRU4Rec")

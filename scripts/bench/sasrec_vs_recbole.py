@@ -118,7 +118,8 @@ def main_run(args) -> None:
         "all_positions",
         args.max_epochs,
         args.all_positions_batch,
-        ["data.length_bucketing=true"],
+        ["data.length_bucketing=true"]
+        + ([f"data.window_stride={args.window_stride}"] if args.window_stride else []),
     )
 
 
@@ -210,6 +211,12 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=2048, help="RecBole's default train_batch_size")
     p.add_argument("--all-positions-batch", type=int, default=256, help="rows (whole sequences) per batch")
+    p.add_argument(
+        "--window-stride",
+        type=int,
+        default=0,
+        help="data.window_stride for the all_positions run (0: consecutive windows, generec's default)",
+    )
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--skip-recbole", action="store_true")
