@@ -63,6 +63,33 @@ def _datamodule(record: dict, record_path: Path):
     return datamodule
 
 
+# Data settings that only shape the training loader: runs that differ in them are evaluated on the
+# same users, targets and histories, so they are audited (and ECDF-ranked) together.
+TRAINING_ONLY_DATA_KEYS = frozenset(
+    {
+        "batch_size",
+        "eval_batch_size",
+        "protocol",
+        "window_stride",
+        "length_bucketing",
+        "resident_device",
+        "augment",
+    }
+)
+
+
+def audit_data_key(fingerprint: str, data_cfg: Mapping) -> str:
+    """Which candidates share audit data: the dataset fingerprint and the evaluation-relevant settings.
+
+    The seed stays in the key unless the split is leave-one-out (the ComiRec user split is seeded).
+    """
+    dropped = set(TRAINING_ONLY_DATA_KEYS)
+    if data_cfg.get("split", "loo") == "loo":
+        dropped.add("seed")
+    kept = {k: v for k, v in data_cfg.items() if k not in dropped}
+    return f"{fingerprint}:{json.dumps(kept, sort_keys=True, default=str)}"
+
+
 def audit_records(
     paths: list[Path],
     weights: Mapping[str, float] | None = None,
@@ -80,7 +107,7 @@ def audit_records(
         record = json.loads(path.read_text())
         model, _ = load_model(_checkpoint(record, path))
         datamodule = _datamodule(record, path)
-        key = f"{datamodule.data.fingerprint}:{json.dumps(record['config']['data'], sort_keys=True)}"
+        key = audit_data_key(datamodule.data.fingerprint, record["config"]["data"])
         if key not in data_cache:
             data_cache[key] = AuditData.from_datamodule(datamodule, cfg)
         log.info("auditing %s", path)
@@ -88,7 +115,7 @@ def audit_records(
 
     out = []
     for path, record, key, results in audited:
-        # Candidates on the same data (same fingerprint and data config) are ranked together.
+        # Candidates audited on the same data (fingerprint + evaluation settings) are ranked together.
         others = {
             f"{other['run_id']}:{name}": r.metrics
             for other_path, other, other_key, other_results in audited
