@@ -110,7 +110,10 @@ def main_run(args) -> None:
             ],
             out / "recbole.log",
         )
-    generec_job(args, out, "generec_prefixes", "prefixes", args.epochs, args.batch_size, [])
+    bucketing = ["data.length_bucketing=true"] if args.prefix_bucketing else []
+    generec_job(args, out, "generec_prefixes", "prefixes", args.epochs, args.batch_size, bucketing)
+    if args.skip_all_positions:
+        return
     generec_job(
         args,
         out,
@@ -144,11 +147,13 @@ def report(out_dir: str) -> str:
     out = Path(out_dir)
     rb = json.loads((out / "recbole.json").read_text())
     gp = json.loads((out / "generec_prefixes.json").read_text())
-    ga = json.loads((out / "generec_all_positions.json").read_text())
+    ga_path = out / "generec_all_positions.json"  # absent after --skip-all-positions
+    ga = json.loads(ga_path.read_text()) if ga_path.exists() else None
     machine = json.loads((out / "machine.json").read_text())
     rb_best_valid = max(rb["valid_ndcg@10_per_epoch"])
     rows = []
-    for label, rec in (("prefixes (same protocol)", gp), ("all_positions (default)", ga)):
+    runs = [("prefixes (same protocol)", gp)] + ([("all_positions (default)", ga)] if ga else [])
+    for label, rec in runs:
         label = f"generec {rec.get('model', 'sasrec')}, {label}"
         reach, epoch = seconds_to_reach(rec, rb_best_valid)
         rows.append(
@@ -168,7 +173,7 @@ def report(out_dir: str) -> str:
     lines = [
         f"Dataset `{rb['dataset']}`, seed {rb['seed']}, machine: {machine['platform']}, {machine['cpus']} CPUs, "
         f"device {machine['device']}; RecBole {rb['version']} / torch {rb['torch']}; generec torch "
-        f"{ga['versions']['torch']}, lightning {ga['versions']['lightning']}. Started {machine['started']}.",
+        f"{gp['versions']['torch']}, lightning {gp['versions']['lightning']}. Started {machine['started']}.",
         "",
         "| system | median s/epoch | median eval s | s to RecBole's best valid NDCG@10 | epochs run (best) "
         "| peak memory MiB | test NDCG@10 | test HR@10 |",
@@ -220,6 +225,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--skip-recbole", action="store_true")
+    p.add_argument(
+        "--prefix-bucketing",
+        action="store_true",
+        help="length bucketing for generec's prefix run (same objective, batches of equal-length prefixes)",
+    )
+    p.add_argument("--skip-all-positions", action="store_true", help="only the two prefix-protocol runs")
     p.add_argument("--out-dir", default="bench_out")
     p.add_argument("--report", metavar="OUT_DIR", help="only print the Markdown table for a finished run")
     args = p.parse_args()
