@@ -7,6 +7,8 @@
 # Each training is single-threaded and stops early on valid NDCG@10 (patience 10). The runs differ in
 # their training loaders (batch size, bucketing, window stride); the audit ranks them together because
 # they share the evaluation data (generec.trust.cli.audit_data_key).
+# One model per family (transformer, RNN, attention calibration, contrastive, multi-interest); add e.g.
+# `train duorec data=ml-100k model=duorec ...` or `train bert4rec ...` the same way.
 set -euo pipefail
 R="${1:-results/trust_ml100k_models}"
 SEED="${2:-1}"
@@ -18,8 +20,6 @@ train sasrec experiment=sasrec_ml100k data.length_bucketing=true
 train gru4rec experiment=gru4rec_ml100k
 train ac_sasrec data=ml-100k model=ac_sasrec trainer.max_epochs=100
 train cl4srec data=ml-100k model=cl4srec data.length_bucketing=true trainer.max_epochs=100
-train duorec data=ml-100k model=duorec data.length_bucketing=true trainer.max_epochs=100
-train bert4rec data=ml-100k model=bert4rec trainer.max_epochs=100
 train comirec_sa data=ml-100k model=comirec_sa model.ihn_beta=1 model.rr_lambda=100 \
     data.batch_size=128 data.window_stride=10 trainer.max_epochs=100
 
