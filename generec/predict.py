@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import io
 import json
 import logging
@@ -25,6 +26,22 @@ from generec.results import atomic_write_text
 log = logging.getLogger(__name__)
 
 
+def constructor_kwargs(cls, hparams: dict) -> dict:
+    """The saved hyper-parameters that ``cls.__init__`` takes.
+
+    A subclass that calls its parent's ``__init__`` and then ``save_hyperparameters()`` again keeps the
+    parent's arguments in ``hparams`` too (Lightning merges both calls), e.g. AC-SASRec inherits
+    SASRec's ``ce_chunk_size`` without taking it. Those were fixed by the subclass, so they are dropped.
+    """
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(hparams)
+    dropped = sorted(set(hparams) - set(params))
+    if dropped:
+        log.debug("%s takes no %s: saved by a parent class, not passed", cls.__name__, dropped)
+    return {k: v for k, v in hparams.items() if k in params}
+
+
 def load_model(checkpoint: str | Path, map_location: str = "cpu"):
     """Rebuilds the model class named in the checkpoint and loads its weights."""
     path = Path(checkpoint)
@@ -36,7 +53,7 @@ def load_model(checkpoint: str | Path, map_location: str = "cpu"):
         raise ValueError(f"{path}: not a generec checkpoint (no 'generec_model_class' entry)")
     module_name, cls_name = target.rsplit(".", 1)
     cls = getattr(importlib.import_module(module_name), cls_name)
-    model = cls(**ckpt["hyper_parameters"])
+    model = cls(**constructor_kwargs(cls, ckpt["hyper_parameters"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt.get("generec_dataset")
 

@@ -46,6 +46,10 @@ class MIND(MultiInterestModule):
         self.routing_iterations = routing_iterations
         self.bilinear = nn.Linear(hidden_size, hidden_size, bias=False)
         self.out = nn.Sequential(nn.Linear(hidden_size, hidden_size, bias=False), nn.ReLU())
+        # The shared map makes the K interests identical unless the routing logits start apart, so MIND
+        # starts them from Gaussian noise. Training redraws it every step; evaluation uses this fixed
+        # draw (saved with the weights), so scores, rankings and metrics are reproducible.
+        self.register_buffer("eval_routing_init", torch.randn(num_interests, max_len))
 
     def interests(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
         self.check_length(input_ids)
@@ -53,6 +57,9 @@ class MIND(MultiInterestModule):
         mask = input_ids > 0  # [B, L]
         u = self.bilinear(self.item_emb(input_ids))  # [B, L, d]
         u_hat = u[:, None].expand(B, self.num_interests, L, self.hidden_size)  # [B, K, L, d]
-        init = torch.randn(B, self.num_interests, L, device=u.device, dtype=u.dtype)
+        if self.training:
+            init = torch.randn(B, self.num_interests, L, device=u.device, dtype=u.dtype)
+        else:  # the last L columns: left padding, so the newest item always meets the same logit
+            init = self.eval_routing_init[:, -L:].to(u.dtype).expand(B, -1, -1)
         v, routing = dynamic_routing(u_hat, mask, init, self.routing_iterations)
         return self.out(v), routing
