@@ -9,6 +9,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The README runs `GENEREC_DATA_DIR=../shared/data pytest`; some tests start the CLI from another
+# directory, where that relative path would point nowhere. Resolve it once, against pytest's cwd.
+if os.environ.get("GENEREC_DATA_DIR"):
+    os.environ["GENEREC_DATA_DIR"] = str(Path(os.environ["GENEREC_DATA_DIR"]).resolve())
+
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
