@@ -58,7 +58,9 @@ class RunHistory(L.Callback):
         seconds = time.perf_counter() - self._t_eval
         self._eval_in_epoch += seconds
         self.eval_seconds.append(seconds)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("valid/", "trust/"))}
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("valid/", "trust/"))
+        }
         metrics["epoch"] = trainer.current_epoch
         self.valid.append(metrics)
 

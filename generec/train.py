@@ -111,6 +111,11 @@ def run(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     model = instantiate(cfg.model, num_items=datamodule.num_items, _convert_="all")
     datamodule.set_trimming(model.accepts_trimmed_batches)
+    if datamodule.sub_batches > 1 and not model.accepts_sub_batches:
+        raise ValueError(
+            f"data.sub_batches={datamodule.sub_batches} needs a model trained by the plain next-item loss on "
+            f"trimmed inputs; {type(model).__name__} is not one: set data.sub_batches=1"
+        )
     compile_cfg = cfg.get("compile") or {}
     if compile_cfg.get("enabled"):
         model.compile_hot_paths(

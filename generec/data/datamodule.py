@@ -52,6 +52,10 @@ class TensorRows(Dataset):
         # carries ``loss_scale`` = its own count / this mean, so a per-batch mean loss times the scale
         # weighs every target equally across batches of very different lengths (see SeqRecModule).
         self.loss_norm: float | None = None
+        # Sub-batches: rows of a (random) training batch sorted by width and cut into this many
+        # parts, each trimmed to its own width. The model concatenates the parts' supervised states
+        # before one loss, so a step sees exactly the unbucketed batch at close to bucketed cost.
+        self.sub_batches = 1
         self.widths: dict[tuple[str, ...], torch.Tensor] = {}
         for group in trim_groups:
             present = [tensors[k] for k in group if k in tensors]
@@ -75,7 +79,25 @@ class TensorRows(Dataset):
         moved.tensors = {k: v.to(device) for k, v in self.tensors.items()}
         return moved
 
-    def __getitem__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __getitem__(self, rows: torch.Tensor) -> dict:
+        if self.trim and self.sub_batches > 1 and len(rows) > 1:
+            return self._sub_batched(rows)
+        return self._batch(rows)
+
+    def _sub_batched(self, rows: torch.Tensor) -> dict:
+        """``{"sub_batches": [batch, ...]}``: the rows sorted by input width, in near-equal parts."""
+        widths = self.widths[("input_ids", "targets")]
+        host = rows.cpu() if rows.device.type != "cpu" else rows
+        order = torch.sort(widths[host], stable=True).indices
+        parts = [
+            self._batch(rows[idx]) for idx in torch.tensor_split(order, min(self.sub_batches, len(rows)))
+        ]
+        batch: dict = {"sub_batches": parts}
+        if "loss_scale" in parts[0]:
+            batch["loss_scale"] = sum(p.pop("loss_scale") for p in parts)
+        return batch
+
+    def _batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         host_rows = rows
         if rows.device != self.device:
             rows = rows.to(self.device, non_blocking=True)
@@ -221,6 +243,7 @@ class SeqDataModule(L.LightningDataModule):
         length_bucketing: bool = False,
         resident_device: str | None = None,
         window_stride: int | None = None,
+        sub_batches: int = 1,
     ) -> None:
         super().__init__()
         if protocol not in PROTOCOLS:
@@ -249,12 +272,21 @@ class SeqDataModule(L.LightningDataModule):
         self.cold_start_ratio, self.cold_start_seed = cold_start_ratio, cold_start_seed
         if window_stride is not None:
             if protocol != "all_positions":
-                raise ValueError(f"data.window_stride applies to protocol=all_positions only, not {protocol!r}")
+                raise ValueError(
+                    f"data.window_stride applies to protocol=all_positions only, not {protocol!r}"
+                )
             if self.augment["mode"] == "online":  # the online rebuild supervises every column of a row
                 raise ValueError("data.window_stride is not supported with augment.mode=online")
             if not 1 <= window_stride <= max_len:
-                raise ValueError(f"data.window_stride must be in [1, data.max_len={max_len}], got {window_stride}")
+                raise ValueError(
+                    f"data.window_stride must be in [1, data.max_len={max_len}], got {window_stride}"
+                )
         self.window_stride = window_stride
+        if sub_batches < 1:
+            raise ValueError(f"data.sub_batches must be >= 1, got {sub_batches}")
+        if sub_batches > 1 and self.augment["mode"] == "online":
+            raise ValueError("data.sub_batches > 1 is not supported with augment.mode=online")
+        self.sub_batches = sub_batches
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str | None = None) -> None:
@@ -305,7 +337,9 @@ class SeqDataModule(L.LightningDataModule):
         if self.augment["mode"] != "offline":
             return ROW_BUILDERS[self.protocol](*args, self.max_len, **stride)
         ops = ops_from_config(self.augment["ops"], self.data.num_items)
-        return offline_rows(*args, self.protocol, self.max_len, ops, self.augment["copies"], self.seed, **stride)
+        return offline_rows(
+            *args, self.protocol, self.max_len, ops, self.augment["copies"], self.seed, **stride
+        )
 
     def _eval_rows(self, which: str) -> TensorRows:
         # A splitter may bring its own ``examples`` (e.g. several targets per user: target [N, T]).
@@ -385,6 +419,7 @@ class SeqDataModule(L.LightningDataModule):
         widths = self.train_rows.widths.get(("input_ids", "targets")) if self.length_bucketing else None
         rows = self._resident(self.train_rows)
         rows.count_supervised = rows is not self.train_rows  # resident fast path: sync-free loss gather
+        rows.sub_batches = self.sub_batches
         rows.loss_norm = None
         if widths is not None:  # bucketed batches differ in size: restore equal weight per target
             batches = -(-len(rows) // self.batch_size)

@@ -82,7 +82,8 @@ class MetricAccumulator:
     def update(self, ranks: Tensor) -> None:
         sums = rank_metric_sums(ranks, self.ks)
         vec = torch.stack(
-            [sums[n] for n in self.names] + [ranks.new_tensor(ranks.shape[0], dtype=torch.float64)]  # users, not targets
+            [sums[n] for n in self.names]
+            + [ranks.new_tensor(ranks.shape[0], dtype=torch.float64)]  # users, not targets
         )
         self._sums = vec if self._sums is None else self._sums + vec
 

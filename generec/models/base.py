@@ -22,6 +22,13 @@ from generec.models.losses import batch_loss_scale, next_item_loss
 LOSSES = ("ce", "bce", "sampled_ce")
 
 
+def batch_rows(batch: dict) -> int:
+    """Rows in a training batch, whole or cut into ``sub_batches``."""
+    if "sub_batches" in batch:
+        return sum(part["input_ids"].shape[0] for part in batch["sub_batches"])
+    return batch["input_ids"].shape[0]
+
+
 class SeqRecModule(L.LightningModule):
     """Base class: subclasses implement ``sequence_hidden`` and ``item_embeddings``.
 
@@ -85,16 +92,29 @@ class SeqRecModule(L.LightningModule):
             return user @ items.T
 
     # ----------------------------------------------------------------- training
-    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+    @property
+    def accepts_sub_batches(self) -> bool:
+        """Whether ``data.sub_batches`` > 1 works: trimmed inputs and this class's plain next-item loss."""
+        return self.accepts_trimmed_batches and type(self).compute_loss is SeqRecModule.compute_loss
+
+    def supervised_states(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Hidden states and targets at the supervised positions of one batch: [N, d], [N]."""
         hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
         targets = batch["targets"]
         supervised = targets > 0
         count = batch.get("num_supervised")
         if count is None:
-            h, y = hidden[supervised], targets[supervised]  # [N, d], [N]
-        else:  # N known on the host (fast path): a static-size gather needs no device->host sync
-            flat = torch.nonzero_static(supervised.flatten(), size=count).squeeze(1)
-            h, y = hidden.flatten(0, 1)[flat], targets.flatten()[flat]
+            return hidden[supervised], targets[supervised]
+        # N known on the host (fast path): a static-size gather needs no device->host sync
+        flat = torch.nonzero_static(supervised.flatten(), size=count).squeeze(1)
+        return hidden.flatten(0, 1)[flat], targets.flatten()[flat]
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        if "sub_batches" in batch:  # length-sorted parts of one batch: one loss over all their targets
+            states = [self.supervised_states(part) for part in batch["sub_batches"]]
+            h, y = torch.cat([s[0] for s in states]), torch.cat([s[1] for s in states])
+        else:
+            h, y = self.supervised_states(batch)
         loss = next_item_loss(
             h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
         )
@@ -122,7 +142,7 @@ class SeqRecModule(L.LightningModule):
             on_step=False,
             on_epoch=True,
             prog_bar=True,
-            batch_size=batch["input_ids"].shape[0],
+            batch_size=batch_rows(batch),
         )
         return loss
 
