@@ -2,6 +2,8 @@
 
 generec train data=beauty model=sasrec seed=3
 generec predict checkpoint=... data=ml-100k topk=20
+generec train-generator data=beauty checkpoint=... generator=gen.pt
+generec generate data=beauty checkpoint=... generator=gen.pt user=... instruction="..."
 generec leaderboard results/
 """
 
@@ -16,9 +18,21 @@ commands:
   predict      write each user's top-K items from a checkpoint
   leaderboard  table of results records: generec leaderboard <dir> [<dir> ...] [--format md|csv|html]
   audit        trust audit + report: generec audit results=<record.json|folder>
-  generate     GeneRec retrieve / repurpose / create (Hydra overrides, conf/generate.yaml)
+  generate     GeneRec retrieve / repurpose / create for one user: writes output=<x>.json and <x>.html
+               (Hydra overrides, conf/generate.yaml; html=false skips the page)
+  train-generator
+               train the GeneRec creator/editor from a recommender checkpoint: generator=<path.pt>
+               (Hydra overrides, conf/generate.yaml; the same as `generec generate task=train`)
   check        fidelity checks on a generate result: generec check <result.json> --checkpoint ... --data ...
 """
+
+
+def train_generator_overrides(rest: list[str]) -> list[str]:
+    """``train-generator`` is ``generate`` with ``task=train`` forced; a contradicting ``task=`` is an error."""
+    tasks = [a for a in rest if a.split("=", 1)[0].lstrip("+~") == "task"]
+    if any(a.split("=", 1)[-1] != "train" for a in tasks):
+        raise SystemExit(f"generec train-generator: always task=train, got {tasks}")
+    return ["task=train", *[a for a in rest if a not in tasks]]
 
 
 def main(argv: list[str] | None = None) -> int | None:
@@ -36,10 +50,12 @@ def main(argv: list[str] | None = None) -> int | None:
         from generec.trust.cli import main as audit_main
 
         return audit_main(rest)
-    if command == "generate":
+    if command in ("generate", "train-generator"):
         from generec.generative.run import main as generate_main
 
-        sys.argv = ["generec generate", *rest]
+        if command == "train-generator":
+            rest = train_generator_overrides(rest)
+        sys.argv = [f"generec {command}", *rest]
         generate_main()
         return 0
     if command == "check":

@@ -1,10 +1,13 @@
-"""Hydra entry for the generative recommender.
+"""Hydra entry for the generative recommender (``generec generate`` and ``generec train-generator``).
 
 Train the creator from a recommender checkpoint (pairs: state after each training prefix -> next item):
-    python -m generec.generative.run task=train data=beauty checkpoint=.../best.ckpt generator=gen.pt
+    generec train-generator data=beauty checkpoint=.../best.ckpt generator=gen.pt
+    (the same as ``python -m generec.generative.run task=train ...``)
 Generate for one user (retrieve / repurpose / create, decided by the instructor unless mode= is given):
-    python -m generec.generative.run data=beauty checkpoint=.../best.ckpt generator=gen.pt \
+    generec generate data=beauty checkpoint=.../best.ckpt generator=gen.pt \
         user=A1YJEY40YUW4SE instruction="a red nail polish" output=out.json
+This writes ``out.json`` (the record) and ``out.html`` (a self-contained page of the same result, see
+``html_page.py``; ``html=<path>`` moves it, ``html=false`` skips it).
 Add ``+fidelity=default`` to gate generated items by the fidelity checks (conf/fidelity/default.yaml) and
 refuse unsafe instructions; ``generec check`` runs the same checks on a result afterwards.
 """
@@ -28,6 +31,7 @@ from generec.data.registry import default_cache_dir
 from generec.generative.creator import Creator, CreatorConfig
 from generec.generative.evaluate import prefix_pairs, simulate_instructions
 from generec.generative.guidance import Feedback
+from generec.generative.html_page import html_path_for, write_result_page
 from generec.generative.instructor import Instructor, InstructorConfig, SentenceEncoder, sanitize_item_text
 from generec.generative.pipeline import GenerativeRecommender
 from generec.paths import CONF_DIR
@@ -224,6 +228,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     for k, item in enumerate(result.items):
         d = item.to_dict(clean)
         if item.image is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
             img_path = out_dir / f"{Path(cfg.output).stem}_item{k}.png"
             item.image.save(img_path)
             d["image_path"] = str(img_path)
@@ -239,8 +244,16 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         "retrieved": [r.to_dict(clean) for r in result.retrieved],
         "seconds": seconds,
     }
+    source = result.guidance.source_item
+    if source is not None:  # the page names the item being repurposed
+        record["source"] = {"item": source, "item_id": str(data.item_tokens[source]), "text": clean[source]}
     atomic_write_text(Path(cfg.output), json.dumps(record, indent=1, ensure_ascii=False))
-    print(f"mode={result.guidance.mode}: {len(items)} items for {len(history)}-item history -> {cfg.output}")
+    page = html_path_for(cfg.output, cfg.get("html"))
+    if page is not None:
+        write_result_page(record, page, base_dir=out_dir)
+    written = f"{cfg.output}" + (f", {page}" if page is not None else "")
+    log.info("generate result: %s", written)
+    print(f"mode={result.guidance.mode}: {len(items)} items for {len(history)}-item history -> {written}")
     return record
 
 

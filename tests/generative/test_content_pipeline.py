@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -148,8 +149,8 @@ def test_generate_cli_end_to_end(tmp_path, shared_data_dir):
         f"hydra.run.dir={tmp_path}/g",
     ]
     run(
-        "generec.generative.run",
-        "task=train",
+        "generec.cli",
+        "train-generator",  # = generec.generative.run task=train
         *common,
         "generative.creator.steps=30",
         "generative.train.max_pairs=2000",
@@ -167,3 +168,14 @@ def test_generate_cli_end_to_end(tmp_path, shared_data_dir):
     record = json.loads(out.read_text())
     assert record["guidance"]["mode"] == "create" and len(record["items"]) == 3
     assert record["items"][0]["nearest"][0]["text"]
+    # the result page beside the JSON, drawn by headless Chromium (fails when chromium is not installed)
+    page = out.with_suffix(".html")
+    text = page.read_text(encoding="utf-8")
+    assert "Created: new items" in text and html.escape(record["history"][-1]["text"]) in text
+    from generec.generative.html_page import find_chromium, screenshot
+
+    try:
+        find_chromium()
+    except FileNotFoundError as e:
+        pytest.fail(str(e), pytrace=False)
+    assert screenshot(page, tmp_path / "page.png").stat().st_size > 10_000
