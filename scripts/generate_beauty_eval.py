@@ -1,9 +1,11 @@
-"""Measure the GeneRec pieces on real data (Amazon Beauty, real titles), CPU, toy scale.
+"""Measure the GeneRec pieces on real data (Amazon Beauty, real titles; or --dataset ml-100k), CPU, toy scale.
 
 1. trains SASRec briefly (or reuses --checkpoint), 2. trains the creator on (state after each
 training prefix -> next item) pairs with simulated instructions, 3. on sampled test users reports
 instructor mode decisions, creation HR/NDCG@K vs the recommender and random, editor trade-off over
 SDEdit strength, and timings. Writes a JSON record and prints markdown tables.
+``--space content`` generates in the content space (unit-norm MiniLM embeddings of the titles) instead of
+SASRec's item-embedding space; nearest items, novelty, copy rate and HR/NDCG then use that table.
 
 GENEREC_DATA_DIR=/work/shared/data nice -n 10 .venv/bin/python scripts/generate_beauty_eval.py \
     --out outputs/generec_beauty --epochs 8 --creator-steps 3000 --users 2000
@@ -35,7 +37,7 @@ from generec.generative.evaluate import (
 )
 from generec.generative.instructor import InstructorConfig, SentenceEncoder, decide_mode
 from generec.generative.pipeline import catalogue_nn_distance
-from generec.generative.run import cached_text_embeddings, instruction_table
+from generec.generative.run import cached_text_embeddings, creator_table, instruction_table
 from generec.models.sasrec import SASRec
 from generec.predict import load_model
 
@@ -64,9 +66,12 @@ def train_sasrec(dm: SeqDataModule, epochs: int, out: Path, seed: int) -> tuple[
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="outputs/generec_beauty")
+    p.add_argument("--dataset", default="beauty", help="a registry dataset with item titles")
+    p.add_argument("--space", choices=("item", "content"), default="item", help="what the creator generates")
     p.add_argument("--checkpoint", default=None, help="reuse a SASRec checkpoint instead of training one")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--creator-steps", type=int, default=3000)
+    p.add_argument("--hidden", type=int, default=256, help="denoiser width (keep >= the space's dim)")
     p.add_argument("--max-pairs", type=int, default=100000)
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -75,10 +80,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record: dict = {"args": vars(args), "dataset": "beauty", "timings": {}}
+    record: dict = {"args": vars(args), "dataset": args.dataset, "space": args.space, "timings": {}}
     t_all = time.perf_counter()
 
-    dm = SeqDataModule(registry="beauty", max_len=50, seed=0)
+    dm = SeqDataModule(registry=args.dataset, max_len=50, seed=0)
     dm.setup()
     data = dm.data
     if args.checkpoint:
@@ -100,8 +105,8 @@ def main() -> None:
     train_text = torch.cat([kw, title_emb[:, None]], 1)  # [I+1, 2, e]
     record["timings"]["text_embeddings_s"] = time.perf_counter() - t0
 
-    with torch.inference_mode():
-        table = model.item_embeddings().detach().float()  # [I+1, d]
+    # the space generated in: SASRec item embeddings [I+1, d], or the title embeddings [I+1, e]
+    table = creator_table(args.space, model, encoder, titles)
 
     # ---- evaluation users: test split, sampled
     rng = np.random.default_rng(0)
@@ -161,12 +166,12 @@ def main() -> None:
             table.shape[1],
             pair_states.shape[1],
             train_text.shape[-1],
-            CreatorConfig(steps=args.creator_steps),
+            CreatorConfig(space=args.space, hidden=args.hidden, steps=args.creator_steps),
         )
         t0 = time.perf_counter()
         losses = creator.fit(pair_states, pair_targets, table, train_text, seed=seed)
         fit_s = time.perf_counter() - t0
-        creator.save(out / f"creator_seed{seed}.pt", {"dataset_fingerprint": data.fingerprint})
+        creator.save(out / f"creator_{args.space}_seed{seed}.pt", {"dataset_fingerprint": data.fingerprint})
         res: dict = {
             "seed": seed,
             "pairs": len(pair_targets),

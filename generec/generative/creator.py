@@ -22,9 +22,18 @@ from generec.generative.denoiser import EmbeddingDenoiser
 
 log = logging.getLogger(__name__)
 
+# The item-representation spaces a creator can generate in: ``item`` = the recommender's item embeddings,
+# ``content`` = unit-norm sentence embeddings of the items' text (the instructor's encoder).
+SPACES: tuple[str, ...] = ("item", "content")
+
+
+class SpaceMismatchError(ValueError):
+    """A creator checkpoint used with a pipeline of the other space (its vectors would be meaningless)."""
+
 
 @dataclass
 class CreatorConfig:
+    space: str = "item"  # item | content: what a generated vector is (see SPACES)
     hidden: int = 256
     layers: int = 3
     time_dim: int = 64
@@ -48,6 +57,16 @@ class Creator(nn.Module):
         super().__init__()
         self.config = config or CreatorConfig()
         c = self.config
+        if c.space not in SPACES:
+            raise ValueError(f"creator space must be one of {SPACES}, got {c.space!r}")
+        if c.hidden < dim:
+            # The output layer maps hidden -> dim, so the noise prediction has rank <= hidden; DDIM multiplies
+            # the unpredicted directions by sqrt(abar_prev / abar) at every step and they blow up. Measured on
+            # ml-100k's 384-d content space with hidden=256: generated vectors of norm ~9 (catalogue: 1).
+            raise ValueError(
+                f"creator hidden={c.hidden} < dim={dim}: the denoiser cannot predict noise in every direction "
+                f"and sampling diverges; set generative.creator.hidden >= {dim}"
+            )
         self.denoiser = EmbeddingDenoiser(dim, state_dim, text_dim, c.hidden, c.layers, c.time_dim, c.dropout)
         self.register_buffer("mu", torch.zeros(dim))
         self.register_buffer("sigma", torch.ones(()))
@@ -58,6 +77,18 @@ class Creator(nn.Module):
     @property
     def dim(self) -> int:
         return self.denoiser.dim
+
+    @property
+    def space(self) -> str:
+        return self.config.space
+
+    def check_space(self, space: str, where: str = "this pipeline") -> None:
+        """Refuses to generate in another space than the one trained in."""
+        if space != self.space:
+            raise SpaceMismatchError(
+                f"the creator was trained in the {self.space!r} space but {where} uses the {space!r} space: "
+                f"set generative.creator.space={self.space} or train a creator with space={space}"
+            )
 
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mu) / self.sigma
@@ -189,6 +220,7 @@ class Creator(nn.Module):
         torch.save(
             {
                 "generec_creator": 1,
+                "space": self.space,
                 "dims": {"dim": d.dim, "state_dim": d.state_dim, "text_dim": d.text_dim},
                 "config": asdict(self.config),
                 "state_dict": self.state_dict(),
@@ -199,11 +231,18 @@ class Creator(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple[Creator, dict]:
+    def load(cls, path: str | Path, space: str | None = None) -> tuple[Creator, dict]:
+        """A saved creator; with ``space`` given, a checkpoint of the other space is refused.
+
+        Checkpoints written before spaces existed are item-space ones.
+        """
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
         if ckpt.get("generec_creator") != 1:
             raise ValueError(f"{path}: not a generec creator checkpoint")
-        creator = cls(**ckpt["dims"], config=CreatorConfig(**ckpt["config"]))
+        config = {"space": ckpt.get("space", "item"), **ckpt["config"]}
+        creator = cls(**ckpt["dims"], config=CreatorConfig(**config))
+        if space is not None:
+            creator.check_space(space, where=f"loading {path} into a pipeline that")
         creator.load_state_dict(ckpt["state_dict"])
         return creator.eval(), ckpt.get("extra", {})
 

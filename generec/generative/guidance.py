@@ -38,6 +38,8 @@ class Guidance:
     ``user_state`` [d] comes from the recommender's ``encode``; ``instruction_embedding`` [e]
     from the sentence encoder (None when there is no instruction). ``fidelity`` keeps the
     measured similarities behind the mode decision so the choice can be audited.
+    ``prompt_source`` says who wrote ``content_prompt``: ``template``, ``lm`` (the configured
+    rewriter) or ``fallback:<reason>`` (the rewriter's answer was unusable, so the template was kept).
     """
 
     mode: Mode
@@ -50,6 +52,7 @@ class Guidance:
     constraints: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     fidelity: dict[str, float] = field(default_factory=dict)
+    prompt_source: str = "template"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -73,6 +76,7 @@ class Guidance:
             "constraints": dict(self.constraints),
             "seed": self.seed,
             "fidelity": dict(self.fidelity),
+            "prompt_source": self.prompt_source,
         }
 
     @classmethod
@@ -89,6 +93,7 @@ class Guidance:
             constraints=dict(d.get("constraints", {})),
             seed=int(d.get("seed", 0)),
             fidelity={k: float(v) for k, v in d.get("fidelity", {}).items()},
+            prompt_source=str(d.get("prompt_source", "template")),
         )
 
     def same_decision(self, other: Guidance, atol: float = 1e-6) -> bool:

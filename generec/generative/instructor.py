@@ -8,6 +8,12 @@ already retrieves (retrieve when one matches well enough), then with the whole c
 Item text is untrusted data. It is sanitised (instruction-like clauses removed, border markers
 and chat control tokens stripped) before it is embedded or quoted, and it only ever appears
 inside ``<<item>> ... <</item>>`` markers in prompts, never as instructions.
+
+An optional ``PromptRewriter`` (``generec.generative.rewriter``) rewrites the instruction into the
+content prompt. Only the prompt changes: the mode decision and the creator's text condition keep the
+embedding of the user's *original* instruction, because the creator was trained on embeddings of
+user-style instructions, and a small LM's paraphrase (which may drift or echo item titles) must not
+decide what is retrieved, repurposed or created.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from generec.generative.guidance import Feedback, Guidance
+
+if TYPE_CHECKING:
+    from generec.generative.rewriter import PromptRewriter
 
 ITEM_OPEN, ITEM_CLOSE = "<<item>>", "<</item>>"
 
@@ -183,9 +193,11 @@ class Instructor:
         item_texts: Sequence[str],
         config: InstructorConfig | None = None,
         item_text_embeddings: Tensor | None = None,
+        rewriter: PromptRewriter | None = None,
     ) -> None:
         self.encoder = encoder
         self.config = config or InstructorConfig()
+        self.rewriter = rewriter
         self.item_texts = [sanitize_item_text(t) for t in item_texts]
         if item_text_embeddings is None:
             item_text_embeddings = encoder.encode(self.item_texts)
@@ -230,18 +242,38 @@ class Instructor:
         mode, source, fidelity = decide_mode(
             emb, self.item_text_embeddings, retrieved, excluded_t, cfg.t_retrieve, cfg.t_repurpose
         )
+        prompt, prompt_source = self.prompt(text, history, source)
         return Guidance(
             mode=mode,
             user_state=state.float().cpu(),
             instruction=text,
             instruction_embedding=emb,
             source_item=source,
-            content_prompt=self.content_prompt(text, history, source),
+            content_prompt=prompt,
+            prompt_source=prompt_source,
             negative_prompt="; ".join(self.item_texts[i] for i in excluded if self.item_texts[i]),
             constraints={"exclude_items": excluded, "retrieved_items": retrieved.tolist(), "topk": cfg.topk},
             seed=seed,
             fidelity=fidelity,
         )
+
+    def prompt(self, instruction: str, history: Sequence[int], source: int | None) -> tuple[str, str]:
+        """(content prompt, who wrote it): the rewriter's when configured and usable, else the template.
+
+        The rewritten text takes the instruction's place; the source item stays a quoted line, because
+        which item is repurposed is the instructor's decision, not the LM's.
+        """
+        template = self.content_prompt(instruction, history, source)
+        if self.rewriter is None or not instruction:
+            return template, "template"
+        recent = [self.item_texts[int(i)] for i in list(history)[-self.config.history_in_prompt :]]
+        r = self.rewriter.rewrite(instruction, recent, fallback=template)
+        if r.source != "lm":
+            return template, f"fallback:{r.reason}"
+        lines = [f"Instruction: {r.prompt}"]
+        if source is not None:
+            lines.append(f"Start from this item: {ITEM_OPEN}{self.item_texts[source]}{ITEM_CLOSE}")
+        return "\n".join(lines), "lm"
 
     def content_prompt(self, instruction: str, history: Sequence[int], source: int | None) -> str:
         """Instruction first; item text only quoted between markers (data, never instructions)."""

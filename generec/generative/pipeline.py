@@ -1,9 +1,12 @@
 """One generative recommender: retrieve, repurpose or create, decided by the instructor.
 
 The recommender is used only through its seam (``encode``, ``item_embeddings``, ``score``).
-Generated items live in the recommender's item-embedding space: a new item is a vector whose
-nearest catalogue items (exact L2) say how novel it is, and whose dot product with the user state
-is the recommender's own score for it. Every returned item carries its provenance.
+Generated items live in the creator's space (``Creator.space``): ``item``, the recommender's
+item-embedding space, where a new item's dot product with the user state is the recommender's own
+score for it; or ``content``, the sentence embeddings of item text (the instructor's table), where the
+recommender cannot score a vector, so a new item is scored by the recommender's score of its nearest
+catalogue item. In both, the nearest catalogue items (exact L2) in that space say how novel it is.
+Every returned item carries its provenance.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import Tensor
 
 from generec.generative.content import ImageBackend, TitleBackend
-from generec.generative.creator import Creator, nearest_items
+from generec.generative.creator import SPACES, Creator, nearest_items
 from generec.generative.editor import Editor
 from generec.generative.guidance import Feedback, Guidance
 from generec.generative.instructor import Instructor
@@ -56,6 +59,8 @@ class GenerationResult:
 
 
 Check = Callable[[GeneratedItem, Guidance], bool]
+SPACE_NAMES = {"item": "recommender item embeddings", "content": "sentence embeddings of item text"}
+SCORE_NAMES = {"item": "user state . vector", "content": "recommender score of nearest[0]"}
 
 
 # Default generate-check-regenerate budget: K_opt of the fidelity verifier measured on held-out Beauty at a
@@ -94,7 +99,15 @@ class GenerativeRecommender:
         title_backend: TitleBackend | None = None,
         item_images: dict[int, Any] | None = None,
         instruction_guard: Callable[[str | None], None] | None = None,
+        space: str | None = None,
     ) -> None:
+        """``space`` (item | content; default: the creator's, else item) must match the creator's."""
+        space = space or (creator.space if creator is not None else "item")
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        if creator is not None:
+            creator.check_space(space)
+        self.space = space
         self.model, self.instructor, self.creator = model, instructor, creator
         self.editor = Editor(creator, strength) if creator is not None else None
         self.n_items, self.neighbours, self.copy_ratio = n_items, neighbours, copy_ratio
@@ -103,8 +116,16 @@ class GenerativeRecommender:
         self.item_images = item_images or {}
         self.instruction_guard = instruction_guard
         with torch.inference_mode():
-            self.items = model.item_embeddings().detach().float().cpu()  # [I+1, d]
-        self.copy_distance = copy_ratio * catalogue_nn_distance(self.items)
+            self.items = model.item_embeddings().detach().float().cpu()  # [I+1, d]: scores retrieved items
+        # the table generated in, searched for nearest items; items without text have no content vector
+        self.table = self.items if space == "item" else instructor.item_text_embeddings  # [I+1, d or e]
+        self.no_vector = (self.table.abs().sum(1) == 0).nonzero().flatten().tolist()  # includes row 0
+        if creator is not None and creator.dim != self.table.shape[1]:
+            raise ValueError(
+                f"the creator generates {creator.dim}-d vectors but the {space} space is "
+                f"{self.table.shape[1]}-d (another recommender or sentence encoder?)"
+            )
+        self.copy_distance = copy_ratio * catalogue_nn_distance(self.table)
 
     def generate(
         self,
@@ -143,19 +164,21 @@ class GenerativeRecommender:
     def _vector(self, g: Guidance, seed: int) -> Tensor:
         text = None if g.instruction_embedding is None else g.instruction_embedding[None]
         if g.mode == "repurpose":
-            return self.editor.edit(self.items[g.source_item][None], g.user_state[None], text, seed=seed)[0]
+            return self.editor.edit(self.table[g.source_item][None], g.user_state[None], text, seed=seed)[0]
         return self.creator.sample(g.user_state[None], text, seed=seed)[0]
 
     def _generate_one(self, g: Guidance, k: int) -> GeneratedItem:
-        exclude = torch.tensor([g.constraints.get("exclude_items", []) or [0]])
+        exclude = torch.tensor([[*g.constraints.get("exclude_items", []), *self.no_vector] or [0]])
         rendered: GeneratedItem | None = None
         for attempt in range(self.max_tries):
             seed = g.seed * 1000 + k * self.max_tries + attempt
             v = self._vector(g, seed)  # [d]
-            ids, dist = nearest_items(v[None], self.items, self.neighbours, exclude)
+            ids, dist = nearest_items(v[None], self.table, self.neighbours, exclude)
+            # content space: the recommender cannot score a text vector; its nearest item's score stands in
+            scored = v if self.space == "item" else self.items[int(ids[0, 0])]
             item = GeneratedItem(
                 kind="repurposed" if g.mode == "repurpose" else "created",
-                score=float(g.user_state @ v),
+                score=float(g.user_state @ scored),
                 vector=v.tolist(),
                 nearest=[(int(i), float(d)) for i, d in zip(ids[0], dist[0], strict=True)],
                 novelty=float(dist[0, 0]),
@@ -168,7 +191,8 @@ class GenerativeRecommender:
                     "strength": self.editor.strength if g.mode == "repurpose" else 1.0,
                     "guidance_scale": self.creator.config.guidance_scale,
                     "sample_steps": self.creator.config.sample_steps,
-                    "space": "recommender item embeddings",
+                    "space": SPACE_NAMES[self.space],
+                    "score": SCORE_NAMES[self.space],
                 },
             )
             if rendered is None:

@@ -67,6 +67,19 @@ def cached_text_embeddings(
     return emb
 
 
+def creator_table(
+    space: str, model, encoder: SentenceEncoder, texts: list[str], cache_dir: str | None = None
+) -> torch.Tensor:
+    """[I+1, d] the vectors the creator generates: recommender item embeddings, or (space=content) the
+    unit-norm sentence embeddings of the items' text, the same table the instructor compares with."""
+    if space == "content":
+        return cached_text_embeddings(encoder, texts, cache_dir).float()
+    if space != "item":
+        raise ValueError(f"generative.creator.space must be item or content, got {space!r}")
+    with torch.inference_mode():
+        return model.item_embeddings().detach().float().cpu()
+
+
 def instruction_table(
     encoder: SentenceEncoder,
     titles: list[str],
@@ -117,9 +130,11 @@ def train(cfg: DictConfig) -> Path:
     texts = instruction_table(
         encoder, titles, list(g.train.text_levels), cfg.seed, keywords, cfg.data.cache_dir
     )
+    space = g.creator.get("space", "item")
+    table = creator_table(space, model, encoder, titles, cfg.data.cache_dir)
+    has_vector = table[targets].abs().sum(1) > 0  # content space: items without text have no vector
+    states, targets = states[has_vector], targets[has_vector]
     prep = time.perf_counter() - t0
-    with torch.inference_mode():
-        table = model.item_embeddings().detach().float().cpu()
     creator = Creator(table.shape[1], states.shape[1], texts.shape[-1], CreatorConfig(**g.creator))
     torch.manual_seed(cfg.seed)
     t1 = time.perf_counter()
@@ -128,6 +143,8 @@ def train(cfg: DictConfig) -> Path:
         "dataset_fingerprint": dm.data.fingerprint,
         "recommender_checkpoint": str(cfg.checkpoint),
         "pairs": int(len(targets)),
+        "space": space,
+        "text_encoder": encoder.path,
         "losses": losses,
         "prep_seconds": prep,
         "train_seconds": time.perf_counter() - t1,
@@ -159,6 +176,11 @@ def fidelity_checks(cfg: DictConfig, model, instructor: Instructor) -> dict[str,
     """With ``+fidelity=default``: the fidelity checks gate the items and unsafe instructions are refused."""
     if not cfg.get("fidelity"):
         return {}
+    if OmegaConf.select(cfg, "generative.creator.space", default="item") != "item":
+        raise ValueError(
+            "+fidelity checks score item-space vectors (user state . vector); with "
+            "generative.creator.space=content they are not supported yet"
+        )
     from generec.trust.fidelity import Verifier, build_checks
     from generec.trust.safety import InstructionGuard, text_scorer
 
@@ -185,15 +207,22 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     g = cfg.generative
     data = dm.data
     texts = item_texts(data, g.text_column)
+    rewriter = None
+    if g.get("rewriter") is not None:
+        from generec.generative.rewriter import PromptRewriter
+
+        rewriter = PromptRewriter.from_pretrained(**OmegaConf.to_container(g.rewriter))
     instructor = Instructor(
         encoder,
         texts,
         InstructorConfig(**g.instructor),
         cached_text_embeddings(encoder, texts, cfg.data.cache_dir),
+        rewriter=rewriter,
     )
+    space = g.creator.get("space", "item")
     creator = None
     if cfg.generator:
-        creator, extra = Creator.load(cfg.generator)
+        creator, extra = Creator.load(cfg.generator, space=space)
         if extra.get("dataset_fingerprint") not in (None, data.fingerprint):
             raise ValueError(
                 f"generator={cfg.generator} was trained on another dataset (fingerprint differs)"
@@ -213,6 +242,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         creator,
         image_backend=image,
         title_backend=title,
+        space=space,
         **fidelity_checks(cfg, model, instructor),
         **OmegaConf.to_container(g.pipeline),
     )

@@ -60,7 +60,9 @@ def beauty_content(shared_data_dir, encoder):
 def trained(beauty_content):
     d = beauty_content
     torch.manual_seed(0)
-    cfg = CreatorConfig(hidden=128, layers=2, steps=400, batch_size=128, lr=2e-3, sample_steps=10)
+    # hidden >= 384: with hidden=128 the noise prediction had rank 128 in this 384-d space, sampling diverged
+    # and the creator ignored its conditions (hr@10 0.033 = random, the xfails these tests carried before)
+    cfg = CreatorConfig(hidden=384, layers=2, steps=800, batch_size=128, lr=2e-3, sample_steps=10)
     creator = Creator(384, 384, 384, cfg)
     states = d["table"][d["prev"][d["train"]]]  # [N, 384]
     losses = creator.fit(states, d["nxt"][d["train"]], d["table"], d["instr"][:, None], seed=0, log_every=50)
@@ -73,13 +75,8 @@ def test_denoiser_loss_falls_on_real_data(trained):
     assert losses[-1] < 0.85 * losses[0] and losses[-1] < 0.8, losses
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-11-23: after 400 steps the content-space creator ignores its conditions "
-    "(hr@10 0.033 with and without instruction = random; target_in_topk 0.06 at strength 1 vs 0.205 at 0): "
-    "needs a longer/tuned training budget before this holds",
-    strict=True,
-)
 def test_instruction_beats_no_instruction_and_random(beauty_content, trained):
+    """Measured 2026-12: hr@10 0.213 with the target's keywords vs 0.040 without (random 0.033)."""
     d, (creator, _) = beauty_content, trained
     test = d["test"]
     state, target = d["table"][d["prev"][test]], d["nxt"][test]
@@ -107,16 +104,11 @@ def test_editor_moves_away_from_source_monotonically(beauty_content, trained):
     )
     dist = [r["dist_to_source"] for r in rows]
     assert dist[0] == 0.0 and rows[0]["source_in_topk"] == 1.0
-    assert all(a < b for a, b in zip(dist, dist[1:], strict=True)), dist
+    assert all(a < b for a, b in zip(dist, dist[1:], strict=False)), dist
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-11-23: after 400 steps the content-space creator ignores its conditions "
-    "(hr@10 0.033 with and without instruction = random; target_in_topk 0.06 at strength 1 vs 0.205 at 0): "
-    "needs a longer/tuned training budget before this holds",
-    strict=True,
-)
 def test_editor_reaches_the_target_at_high_strength(beauty_content, trained):
+    """Measured 2026-12: target in the top-10 for 0.270 of users at strength 1 vs 0.205 at strength 0."""
     d, (creator, _) = beauty_content, trained
     test = d["test"][:200]
     src, target = d["prev"][test], d["nxt"][test]
