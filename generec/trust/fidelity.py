@@ -61,8 +61,13 @@ class PreferenceFidelity:
 
     def __call__(self, item: GeneratedItem, guidance: Guidance) -> CheckResult:
         state = guidance.user_state.float()
-        s = float(item_vector(item, self.items) @ state)
         catalogue = self.items[1:] @ state  # [I]
+        # A catalogue item keeps its own catalogue score: a separate dot product rounds differently
+        # (so does the same row elsewhere in a matrix product), and the item could then beat itself.
+        if item.vector is None and item.item_id is not None and int(item.item_id) > 0:
+            s = float(catalogue[int(item.item_id) - 1])
+        else:
+            s = float(item_vector(item, self.items) @ state)
         pct = float((catalogue < s).float().mean())
         ok = pct >= self.threshold
         return CheckResult(
