@@ -106,33 +106,59 @@ def tiny_sd_pipeline(folder: Path):
     )
 
 
-def tiny_causal_lm(folder: Path) -> Path:
-    """A 2-layer GPT-2 with a word-level tokenizer, saved to ``folder`` (loaded back by path in tests)."""
+TINY_LM_WORDS = (
+    "<unk> <eos> a an the red blue nail polish lip balm cherry new item title instruction : < > / ."
+)
+
+
+def tiny_causal_lm(
+    folder: Path,
+    words: str = TINY_LM_WORDS,
+    n_positions: int = 256,
+    chat_template: str | None = None,
+    only_eos: bool = False,
+) -> Path:
+    """A random 2-layer GPT-2 with a word-level tokenizer (``words``, ids 0/1 = unk/eos), saved to ``folder``
+    and loaded back by path in tests. ``only_eos``: the tied head always prefers <eos> (an LM that answers
+    nothing)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    words = "<unk> <eos> a an the red blue nail polish lip balm cherry new item title instruction : < > / .".split()
-    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    vocab = words.split()
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>"
     )
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(words),
-            n_positions=256,
-            n_embd=16,
-            n_layer=2,
-            n_head=2,
-            bos_token_id=1,
-            eos_token_id=1,
-        )
+    if chat_template:
+        tok.chat_template = chat_template
+    config = GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=n_positions,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=1,
+        eos_token_id=1,
     )
+    model = GPT2LMHeadModel(config)
+    if only_eos:  # final hidden state = the <eos> embedding (tied head)
+        with torch.no_grad():
+            wte = model.transformer.wte.weight
+            wte[1] *= 20.0
+            model.transformer.ln_f.weight.zero_()
+            model.transformer.ln_f.bias.copy_(wte[1])
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def make_tiny_causal_lm():
+    """``tiny_causal_lm`` for test modules (a conftest is not importable by name: there are several)."""
+    return tiny_causal_lm
 
 
 @pytest.fixture(scope="module")

@@ -23,51 +23,26 @@ TITLES = [
 WORDS = (
     "<unk> <eos> a the red blue green nail polish lip balm cherry matte glossy soft vegan gift set "
     "for with and , < > system user assistant"
-).split()
+)
 CHAT_TEMPLATE = (
     "{% for m in messages %}< {{ m['role'] }} > {{ m['content'] }} {% endfor %}"
     "{% if add_generation_prompt %}< assistant >{% endif %}"
 )
 
 
-def tiny_lm(folder: Path, chat: bool = True, only_eos: bool = False) -> Path:
-    """A 2-layer GPT-2 over a word-level vocab trained nowhere (random), saved with its tokenizer."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+@pytest.fixture(scope="module")
+def tiny_lm(make_tiny_causal_lm):
+    """Builds the shared tiny GPT-2 over this file's vocabulary, with or without a chat template."""
 
-    torch.manual_seed(0)
-    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>"
-    )
-    if chat:
-        tok.chat_template = CHAT_TEMPLATE
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(WORDS),
-            n_positions=512,
-            n_embd=16,
-            n_layer=2,
-            n_head=2,
-            bos_token_id=1,
-            eos_token_id=1,
-        )
-    )
-    if only_eos:  # final hidden state = the <eos> embedding (tied head): the LM answers nothing at all
-        with torch.no_grad():
-            wte = model.transformer.wte.weight
-            wte[1] *= 20.0
-            model.transformer.ln_f.weight.zero_()
-            model.transformer.ln_f.bias.copy_(wte[1])
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    def build(folder: Path, chat: bool = True, only_eos: bool = False) -> Path:
+        template = CHAT_TEMPLATE if chat else None
+        return make_tiny_causal_lm(folder, WORDS, n_positions=512, chat_template=template, only_eos=only_eos)
+
+    return build
 
 
 @pytest.fixture(scope="module")
-def rewriter(tmp_path_factory) -> PromptRewriter:
+def rewriter(tmp_path_factory, tiny_lm) -> PromptRewriter:
     return PromptRewriter.from_pretrained(str(tiny_lm(tmp_path_factory.mktemp("lm"))), max_new_tokens=6)
 
 
@@ -96,7 +71,7 @@ def test_rewriter_runs_from_a_local_dir_with_the_chat_template(rewriter):
     assert len(a.prompt) <= rewriter.max_chars
 
 
-def test_rewriter_without_chat_template_and_fallback_when_lm_says_nothing(tmp_path):
+def test_rewriter_without_chat_template_and_fallback_when_lm_says_nothing(tmp_path, tiny_lm):
     plain = PromptRewriter.from_pretrained(str(tiny_lm(tmp_path / "plain", chat=False)), max_new_tokens=4)
     assert plain.rewrite("red lip balm", [], fallback="T").source in ("lm", "fallback")
     mute = PromptRewriter.from_pretrained(str(tiny_lm(tmp_path / "mute", only_eos=True)), max_new_tokens=4)
