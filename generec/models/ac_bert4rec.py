@@ -34,10 +34,12 @@ class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
         adversarial: bool = True,
         adv_lambda: float = 0.3,
         use_position_embedding: bool | None = None,
+        output_bias: bool = True,
+        ft_ratio: float = 0.0,
     ) -> None:
         super().__init__(
             num_items, max_len, hidden_size, num_layers, num_heads, inner_size, dropout, activation,
-            init_std, mask_ratio, lr, weight_decay, eval_ks,
+            init_std, mask_ratio, lr, weight_decay, eval_ks, output_bias, ft_ratio,
         )  # fmt: skip
         self.save_hyperparameters()
         self._setup_adversarial(adversarial, adv_lambda)
@@ -56,8 +58,8 @@ class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
         out, mask = self.calibrated_forward(inputs, return_attacked=self.adversarial)
         items = self.item_embeddings()
         scale = batch_loss_scale(batch)
-        rec = masked_item_ce(self.head(out.hidden), labels, items) * scale
+        rec = masked_item_ce(self.head(out.hidden), labels, items, self.output_bias) * scale
         if out.attacked is None:
             return rec, None
-        attacked = masked_item_ce(self.head(out.attacked), labels, items) * scale
+        attacked = masked_item_ce(self.head(out.attacked), labels, items, self.output_bias) * scale
         return rec, self.adversarial_loss(attacked, out, mask)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from generec.models.bert4rec import BERT4Rec
@@ -48,3 +49,38 @@ def test_loss_only_on_masked_positions_and_backprops():
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert m.item_emb.weight.grad[1:31].abs().sum() > 0
+
+
+def test_output_bias_enters_the_scores_and_the_masked_loss():
+    """The per-item output bias (BERT4Rec's and RecBole's head) shifts every user's scores and gets a gradient."""
+    torch.manual_seed(0)
+    model = BERT4Rec(num_items=30, max_len=8, hidden_size=16, num_layers=1, num_heads=2, inner_size=32)
+    batch = {"input_ids": torch.randint(1, 31, (4, 8)), "targets": torch.randint(1, 31, (4, 8))}
+    model.eval()
+    with torch.no_grad():
+        before = model.score(batch)
+        model.output_bias[5] += 3.0
+        after = model.score(batch)
+    torch.testing.assert_close(
+        after - before, torch.nn.functional.one_hot(torch.tensor(5), 31).float().expand(4, 31) * 3.0
+    )
+    model.train()
+    model.compute_loss(batch).backward()
+    assert model.output_bias.grad is not None and model.output_bias.grad[1:].abs().sum() > 0
+    plain = BERT4Rec(
+        num_items=30, max_len=8, hidden_size=16, num_layers=1, num_heads=2, inner_size=32, output_bias=False
+    )
+    assert plain.output_bias is None and "output_bias" not in dict(plain.named_parameters())
+
+
+def test_ft_ratio_batches_mask_only_the_last_item():
+    """RecBole's fine-tuning samples: with ft_ratio=1 every row predicts exactly its last (real) item."""
+    model = BERT4Rec(
+        num_items=30, max_len=6, hidden_size=16, num_layers=1, num_heads=2, inner_size=32, ft_ratio=1.0
+    )
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]])
+    masked, labels = model.mask_items(ids)
+    assert torch.equal(labels, torch.tensor([[0, 0, 0, 0, 0, 6], [0, 0, 0, 0, 0, 7]]))
+    assert (masked[:, -1] == model.mask_id).all() and torch.equal(masked[:, :-1], ids[:, :-1])
+    with pytest.raises(ValueError, match="ft_ratio"):
+        BERT4Rec(num_items=30, ft_ratio=1.5)
