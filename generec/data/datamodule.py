@@ -87,8 +87,7 @@ class TensorRows(Dataset):
     def _sub_batched(self, rows: torch.Tensor) -> dict:
         """``{"sub_batches": [batch, ...]}``: the rows sorted by input width, in near-equal parts."""
         widths = self.widths[("input_ids", "targets")]
-        host = rows.cpu() if rows.device.type != "cpu" else rows
-        order = torch.sort(widths[host], stable=True).indices
+        order = torch.sort(widths[rows.cpu()], stable=True).indices  # widths live on the host
         parts = [
             self._batch(rows[idx]) for idx in torch.tensor_split(order, min(self.sub_batches, len(rows)))
         ]
