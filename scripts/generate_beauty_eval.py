@@ -23,12 +23,15 @@ import numpy as np
 import torch
 
 from generec.data.datamodule import SeqDataModule
+from generec.generative.categories import item_categories
 from generec.generative.creator import Creator, CreatorConfig
 from generec.generative.editor import Editor
 from generec.generative.evaluate import (
-    INSTRUCTION_LEVELS,
+    SPECIFICITY_LEVELS,
     creation_scores,
+    edit_instructions,
     encode_rows,
+    fused_scores,
     novelty_stats,
     prefix_pairs,
     ranking_metrics,
@@ -40,6 +43,7 @@ from generec.generative.pipeline import catalogue_nn_distance
 from generec.generative.run import cached_text_embeddings, creator_table, instruction_table
 from generec.models.sasrec import SASRec
 from generec.predict import load_model
+from generec.results import atomic_write_text
 
 
 def train_sasrec(dm: SeqDataModule, epochs: int, out: Path, seed: int) -> tuple[SASRec, Path, dict]:
@@ -76,6 +80,16 @@ def main() -> None:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--category-column", default=None, help="the dataset's own category column (ml-100k: class)"
+    )
+    p.add_argument("--clusters", type=int, default=100, help="named k-means categories when no column")
+    p.add_argument(
+        "--train-levels",
+        nargs="+",
+        default=["category", "keywords", "paraphrase", "title"],
+        help="simulated instruction levels of the creator's training pairs (one drawn per pair)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -101,8 +115,14 @@ def main() -> None:
     keywords = data.item_side.get("idgenrec_text")
     title_emb = cached_text_embeddings(encoder, titles)  # [I+1, e]
     # training instructions per item: its keyword text in a template, and its plain title (reused embedding)
-    kw = instruction_table(encoder, titles, ["keywords"], 0, keywords, None)  # [I+1, 1, e]
-    train_text = torch.cat([kw, title_emb[:, None]], 1)  # [I+1, 2, e]
+    column = data.item_side[args.category_column] if args.category_column else None
+    categories = item_categories(titles, title_emb, args.clusters, seed=0, category_column=column)
+    record["categories"] = {
+        "source": args.category_column or f"kmeans{args.clusters}",
+        "examples": sorted(set(categories) - {""})[:30],
+    }
+    # the creator's training instructions: every train level for every item, one drawn per pair
+    train_text = instruction_table(encoder, titles, args.train_levels, 0, keywords, None, categories)
     record["timings"]["text_embeddings_s"] = time.perf_counter() - t0
 
     # the space generated in: SASRec item embeddings [I+1, d], or the title embeddings [I+1, e]
@@ -125,12 +145,18 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     baselines["random"] = ranking_metrics(torch.rand(rec_scores.shape, generator=gen), targets, ks)
     instr_emb = {}
-    for lv in INSTRUCTION_LEVELS:
-        texts = simulate_instructions(targets.tolist(), titles, lv, seed=1, keywords=keywords)
+    record["instruction_examples"] = {}
+    for lv in SPECIFICITY_LEVELS:
+        texts = simulate_instructions(
+            targets.tolist(), titles, lv, seed=1, keywords=keywords, categories=categories
+        )
+        record["instruction_examples"][lv] = texts[:5]
         instr_emb[lv] = encoder.encode(texts) if lv != "none" else None
         if lv != "none":
-            baselines[f"text retrieval, instruction={lv}"] = ranking_metrics(
-                instr_emb[lv] @ title_emb.T, targets, ks
+            text_scores = instr_emb[lv] @ title_emb.T
+            baselines[f"text retrieval, instruction={lv}"] = ranking_metrics(text_scores, targets, ks)
+            baselines[f"recommender + instruction={lv}"] = ranking_metrics(
+                fused_scores(rec_scores, text_scores), targets, ks
             )
     record["baselines"] = baselines
 
@@ -141,7 +167,7 @@ def main() -> None:
     masked[:, 0] = float("-inf")
     top10 = torch.topk(masked, icfg.topk, dim=1).indices
     modes: dict[str, dict[str, float]] = {}
-    for lv in INSTRUCTION_LEVELS:
+    for lv in SPECIFICITY_LEVELS:
         counts = {"retrieve": 0, "repurpose": 0, "create": 0}
         for u in range(len(targets)):
             e = None if instr_emb[lv] is None else instr_emb[lv][u]
@@ -182,7 +208,7 @@ def main() -> None:
             "losses": losses,
             "creation": {},
         }
-        for lv in INSTRUCTION_LEVELS:
+        for lv in SPECIFICITY_LEVELS:
             for w in (1.0, 2.0, 4.0) if lv == "keywords" else (2.0,):
                 t0 = time.perf_counter()
                 v = creator.sample(states, instr_emb[lv], guidance_scale=w, seed=seed)
@@ -197,21 +223,23 @@ def main() -> None:
             **ranking_metrics(creation_scores(v, table), targets, ks),
             **novelty_stats(v, table, copy_dist),
         }
-        # editor: source = the user's last history item, target = held-out item, instruction = target keywords
+        # editor: source = the user's last history item, target = held-out item, instruction = what the
+        # target has that the source lacks (target words absent from the source's text)
         editor = Editor(creator)
         sources = inputs[:, -1]
+        edit_texts = edit_instructions(
+            sources.tolist(), targets.tolist(), titles, seed=seed, keywords=keywords
+        )
+        res["edit_instruction_examples"] = edit_texts[:5]
+        edit_emb = encoder.encode(edit_texts)
+        strengths = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
         t0 = time.perf_counter()
         res["editor"] = strength_curve(
-            editor,
-            sources,
-            states,
-            instr_emb["keywords"],
-            targets,
-            table,
-            [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-            seed=seed,
+            editor, sources, states, edit_emb, targets, table, strengths, seed=seed
         )
         res["editor_seconds"] = time.perf_counter() - t0
+        # the strength-0 row returns the source unchanged; the others each denoise every user once
+        res["edits_per_s"] = len(sources) * (len(strengths) - 1) / res["editor_seconds"]
         t0 = time.perf_counter()
         for u in range(20):
             creator.sample(states[u : u + 1], instr_emb["keywords"][u : u + 1], seed=u)
@@ -219,7 +247,7 @@ def main() -> None:
         record["creator"].append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "losses"}, indent=1))
     record["timings"]["total_s"] = time.perf_counter() - t_all
-    (out / "results.json").write_text(json.dumps(record, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("baselines", "modes", "timings")}, indent=1))
     print(f"wrote {out / 'results.json'}")
 

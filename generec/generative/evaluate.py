@@ -18,9 +18,14 @@ from torch import Tensor
 from generec.data.batching import left_padded_windows, prefix_rows
 from generec.data.types import SequenceData
 from generec.eval.metrics import MetricAccumulator, target_ranks
+from generec.generative.categories import title_words
 
 INSTRUCTION_LEVELS = ("none", "keywords", "title", "off_target")
+# The issue's specificity ladder, least to most specific, then one that points elsewhere. "category" needs
+# ``categories`` (generative/categories.py); "paraphrase" is a lossy template rewording of the title.
+SPECIFICITY_LEVELS = ("none", "category", "keywords", "paraphrase", "title", "off_target")
 _TEMPLATES = ("I want {x}", "show me {x}", "looking for {x}", "something like {x}", "{x}")
+_EDIT_TEMPLATES = ("make it {x}", "the same but {x}", "change it to {x}", "{x} instead")
 
 
 @torch.no_grad()
@@ -57,20 +62,40 @@ def history_windows(data: SequenceData, users: np.ndarray, ends: np.ndarray, max
     return torch.from_numpy(left_padded_windows(data.items, starts, starts + ends, max_len))
 
 
+def paraphrase_title(title: str, rng: random.Random, drop: float = 0.3, max_words: int = 6) -> str:
+    """A seeded, lossy rewording of a title: content words only (no sizes, counts or punctuation), about
+    ``drop`` of them left out (at least two, at most ``max_words`` kept), and the leading word (usually
+    the brand) moved to a trailing "from ..." or dropped. Not a human paraphrase: it keeps only the
+    title's own words."""
+    words = list(dict.fromkeys(title_words(title)))
+    if len(words) < 3:
+        return " ".join(words)
+    brand, rest = words[0], words[1:]
+    kept = [w for w in rest if rng.random() >= drop]
+    if len(kept) < 2:
+        kept = rest[:2]
+    kept = kept[:max_words]
+    return " ".join(kept) + (f" from {brand}" if rng.random() < 0.5 else "")
+
+
 def simulate_instructions(
     targets: Sequence[int],
     titles: Sequence[str],
     level: str,
     seed: int = 0,
     keywords: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
 ) -> list[str]:
-    """One instruction per target at ``level``: none | keywords | title | off_target (seeded templates).
+    """One instruction per target at ``level`` (``SPECIFICITY_LEVELS``), from seeded templates.
 
-    keywords: up to 3 words of the item's keyword text (or of its title); title: the full title in a
-    template; off_target: the title of a random *other* item (an instruction that points elsewhere).
+    category: the item's category name (``categories``); keywords: up to 3 words of the item's keyword
+    text (or of its title); paraphrase: ``paraphrase_title``; title: the full title; off_target: the
+    title of a random *other* item (an instruction that points elsewhere); none: "".
     """
-    if level not in INSTRUCTION_LEVELS:
-        raise ValueError(f"level must be one of {INSTRUCTION_LEVELS}, got {level!r}")
+    if level not in SPECIFICITY_LEVELS:
+        raise ValueError(f"level must be one of {SPECIFICITY_LEVELS}, got {level!r}")
+    if level == "category" and categories is None:
+        raise ValueError("level='category' needs categories= (generec.generative.categories.item_categories)")
     rng = random.Random(seed)
     n_items = len(titles) - 1
     out = []
@@ -79,9 +104,13 @@ def simulate_instructions(
         if level == "none":
             out.append("")
             continue
-        if level == "keywords":
+        if level == "category":
+            x = categories[t]
+        elif level == "keywords":
             words = (keywords[t] if keywords is not None and keywords[t] else titles[t]).split()
             x = " ".join(words[:3])
+        elif level == "paraphrase":
+            x = paraphrase_title(titles[t], rng)
         elif level == "title":
             x = titles[t]
         else:
@@ -91,6 +120,42 @@ def simulate_instructions(
             x = titles[other]
         out.append(rng.choice(_TEMPLATES).format(x=x.lower()) if x else "")
     return out
+
+
+def edit_instructions(
+    sources: Sequence[int],
+    targets: Sequence[int],
+    titles: Sequence[str],
+    seed: int = 0,
+    keywords: Sequence[str] | None = None,
+    max_words: int = 4,
+) -> list[str]:
+    """Repurposing instructions: what the target has that the source lacks (target words absent from the
+    source's title and keyword text, up to ``max_words``; all of the target's first words when none
+    differ), in seeded templates."""
+    rng = random.Random(seed)
+    out = []
+    for s, t in zip(sources, targets, strict=True):
+        s, t = int(s), int(t)
+        have = set(title_words(titles[s])) | set(title_words(keywords[s] if keywords is not None else ""))
+        words = title_words(keywords[t] if keywords is not None and keywords[t] else titles[t])
+        words = words or title_words(titles[t])
+        new = [w for w in dict.fromkeys(words) if w not in have] or words
+        x = " ".join(new[:max_words])
+        out.append(rng.choice(_EDIT_TEMPLATES).format(x=x) if x else "")
+    return out
+
+
+def fused_scores(rec_scores: Tensor, text_scores: Tensor, weight: float = 1.0) -> Tensor:
+    """The recommender's retrieval *with* the instruction: per-user z-scored recommender scores plus
+    ``weight`` x z-scored instruction-item similarities [B, I+1] (column 0 excluded from the statistics)."""
+
+    def z(x: Tensor) -> Tensor:
+        x = x.float()
+        body = x[:, 1:]
+        return (x - body.mean(1, keepdim=True)) / body.std(1, keepdim=True).clamp_min(1e-12)
+
+    return z(rec_scores) + weight * z(text_scores)
 
 
 def ranking_metrics(scores: Tensor, targets: Tensor, ks: Sequence[int] = (1, 10, 50)) -> dict[str, float]:

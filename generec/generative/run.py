@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from generec.data.registry import default_cache_dir
+from generec.generative.categories import item_categories
 from generec.generative.creator import Creator, CreatorConfig
 from generec.generative.evaluate import prefix_pairs, simulate_instructions
 from generec.generative.guidance import Feedback
@@ -87,15 +88,37 @@ def instruction_table(
     seed: int,
     keywords: list[str] | None,
     cache_dir: str | None,
+    categories: list[str] | None = None,
 ) -> torch.Tensor:
     """[I+1, V, e]: the simulated instruction of each level for every item (the creator's text condition)."""
     ids = list(range(len(titles)))
     tables = []
     for v, level in enumerate(levels):
-        texts = simulate_instructions(ids, titles, level, seed=seed + v, keywords=keywords)
+        texts = simulate_instructions(
+            ids, titles, level, seed=seed + v, keywords=keywords, categories=categories
+        )
         texts[0] = ""
         tables.append(cached_text_embeddings(encoder, texts, cache_dir))
     return torch.stack(tables, 1)
+
+
+def training_categories(cfg: DictConfig, data, encoder: SentenceEncoder, titles: list[str]) -> list[str]:
+    """Category text per item for the ``category`` instruction level: the dataset's own column
+    (``generative.category.column``) when set, else named k-means clusters of the title embeddings."""
+    c = cfg.generative.get("category", {}) or {}
+    column = c.get("column")
+    if column and column not in data.item_side:
+        raise ValueError(
+            f"generative.category.column={column!r}: dataset {data.name!r} has no such item column "
+            f"(has {sorted(data.item_side)})"
+        )
+    return item_categories(
+        titles,
+        cached_text_embeddings(encoder, titles, cfg.data.cache_dir),
+        n_clusters=int(c.get("clusters", 100)),
+        seed=int(cfg.seed),
+        category_column=data.item_side[column] if column else None,
+    )
 
 
 def _load(cfg: DictConfig):
@@ -127,9 +150,11 @@ def train(cfg: DictConfig) -> Path:
     states, targets = prefix_pairs(
         model, dm.data, dm.split.train_end, dm.max_len, g.train.max_pairs, cfg.seed
     )
-    texts = instruction_table(
-        encoder, titles, list(g.train.text_levels), cfg.seed, keywords, cfg.data.cache_dir
-    )
+    levels = list(g.train.text_levels)
+    categories = None
+    if "category" in levels:
+        categories = training_categories(cfg, dm.data, encoder, titles)
+    texts = instruction_table(encoder, titles, levels, cfg.seed, keywords, cfg.data.cache_dir, categories)
     space = g.creator.get("space", "item")
     table = creator_table(space, model, encoder, titles, cfg.data.cache_dir)
     has_vector = table[targets].abs().sum(1) > 0  # content space: items without text have no vector
