@@ -59,7 +59,7 @@ def cluster_names(
 
 def item_categories(
     titles: Sequence[str],
-    embeddings: torch.Tensor,
+    embeddings: torch.Tensor | None,
     n_clusters: int = 100,
     seed: int = 0,
     category_column: Sequence[str] | None = None,
@@ -70,6 +70,8 @@ def item_categories(
         return [
             "" if i == 0 or not titles[i] else str(c).replace("|", " ") for i, c in enumerate(category_column)
         ]
+    if embeddings is None:
+        raise ValueError("item_categories needs the items' embeddings when there is no category_column")
     import faiss
 
     has_text = np.array([bool(t.strip()) for t in titles])

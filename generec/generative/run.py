@@ -112,12 +112,13 @@ def training_categories(cfg: DictConfig, data, encoder: SentenceEncoder, titles:
             f"generative.category.column={column!r}: dataset {data.name!r} has no such item column "
             f"(has {sorted(data.item_side)})"
         )
+    if column:
+        return item_categories(titles, None, category_column=data.item_side[column])
     return item_categories(
         titles,
         cached_text_embeddings(encoder, titles, cfg.data.cache_dir),
         n_clusters=int(c.get("clusters", 100)),
         seed=int(cfg.seed),
-        category_column=data.item_side[column] if column else None,
     )
 
 

@@ -155,6 +155,8 @@ def test_generate_cli_end_to_end(tmp_path, shared_data_dir):
         "generative.creator.steps=30",
         "generative.train.max_pairs=2000",
         "generative.keyword_column=null",
+        "generative.train.text_levels=[category,keywords,paraphrase,title]",
+        "generative.category.column=class",  # ml-100k's genres
     )
     out = tmp_path / "out.json"
     run(

@@ -118,3 +118,24 @@ def test_fused_scores_mix_the_recommender_and_the_instruction() -> None:
     assert fused_scores(rec, text, weight=10.0)[0, 1:].argmax() == 3
     # per-user standardisation: scaling one user's scores does not change the fused ranking
     torch.testing.assert_close(fused_scores(rec * 7, text), fused_scores(rec, text))
+
+
+def test_training_categories_take_the_configured_column_and_name_a_missing_one() -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from generec.generative.run import training_categories
+
+    data = SimpleNamespace(name="toy", item_side={"class": ["", "Comedy|Drama", "Horror"]})
+    cfg = OmegaConf.create(
+        {"seed": 0, "data": {"cache_dir": None}, "generative": {"category": {"column": "class"}}}
+    )
+    assert training_categories(cfg, data, encoder=None, titles=["", "a", "b"]) == [
+        "",
+        "Comedy Drama",
+        "Horror",
+    ]
+    cfg.generative.category.column = "genre"
+    with pytest.raises(ValueError, match=r"generative.category.column='genre'.*has no such item column"):
+        training_categories(cfg, data, encoder=None, titles=["", "a", "b"])
