@@ -125,11 +125,49 @@ def cost_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def space_table(a: list[dict], b: list[dict]) -> str:
+    """The creator side by side in two runs' spaces (e.g. item vs content), per instruction level."""
+    la, lb = a[0]["space"], b[0]["space"]
+    lines = [
+        f"| creator HR@10 / NDCG@10 | {la} space ({len(a)} seeds) | {lb} space ({len(b)} seeds) |",
+        "|---|---|---|",
+    ]
+
+    def cell(runs: list[dict], key: str) -> str:
+        cre = [c["creation"][key] for r in runs for c in r["creator"]]
+        return f"{_ms([c['hr@10'] for c in cre])} / {_ms([c['ndcg@10'] for c in cre], 4)}"
+
+    keys = [f"{lv} w=2.0" for lv in SPECIFICITY_LEVELS] + ["keywords w=4.0", "keywords, no user state w=2.0"]
+    for k in keys:
+        lines.append(f"| {k} | {cell(a, k)} | {cell(b, k)} |")
+    for key, label in (("novelty_median", "novelty (median L2 to nearest item), keywords w=2"),):
+        va = _ms([c["creation"]["keywords w=2.0"][key] for r in a for c in r["creator"]])
+        vb = _ms([c["creation"]["keywords w=2.0"][key] for r in b for c in r["creator"]])
+        lines.append(f"| {label} | {va} | {vb} |")
+    for strength in (0.6, 1.0):
+        vals = []
+        for runs in (a, b):
+            rows = [
+                row for r in runs for c in r["creator"] for row in c["editor"] if row["strength"] == strength
+            ]
+            vals.append(
+                f"{_ms([x['target_in_topk'] for x in rows])} / {_ms([x['source_in_topk'] for x in rows])}"
+            )
+        lines.append(f"| editor at strength {strength}: target / source in top-10 | {vals[0]} | {vals[1]} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("dirs", nargs="+", help="folders holding results.json, one per seed")
+    p.add_argument(
+        "--vs", nargs="+", default=None, help="runs in another space: print the creator side by side"
+    )
     args = p.parse_args()
     runs = load(args.dirs)
+    if args.vs:
+        print(space_table(runs, load(args.vs)))
+        return
     users = runs[0]["args"]["users"]
     print(
         f"{len(runs)} runs, {users} sampled test users each, dataset {runs[0]['dataset']}, space {runs[0]['space']}\n"
