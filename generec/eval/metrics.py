@@ -27,10 +27,18 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     if targets.dim() == 1:
         target_scores = scores.gather(1, targets.unsqueeze(1))  # [B, 1]
         return (real >= target_scores).sum(dim=1) - 1  # "- 1" removes the target itself
-    # Several targets: one sort per user, then count items >= each target score by bisection.
+    # Several targets: bin every item score between the user's sorted target scores (T << I bins),
+    # count items per bin, and read "items >= target t" off a suffix sum. Two passes over [B, I]
+    # instead of a full per-user sort (about 10x less work at I = 12k).
     target_scores = scores.gather(1, targets)  # [B, T]
-    ascending = real.sort(dim=1).values.contiguous()  # [B, I]
-    at_least = real.shape[1] - torch.searchsorted(ascending, target_scores.contiguous(), side="left")
+    sorted_scores, order = target_scores.sort(dim=1)  # [B, T] ascending
+    # bin j (0..T): the item is >= exactly the first j sorted target scores (ties count as >=)
+    bins = torch.searchsorted(sorted_scores.contiguous(), real.contiguous(), side="right")  # [B, I]
+    per_bin = torch.zeros(bins.shape[0], targets.shape[1] + 1, dtype=torch.long, device=scores.device)
+    per_bin.scatter_add_(1, bins, torch.ones_like(bins))
+    # items >= sorted target t are those in bins t+1..T
+    at_least_sorted = per_bin.flip(1).cumsum(1).flip(1)[:, 1:]  # [B, T]
+    at_least = torch.empty_like(at_least_sorted).scatter_(1, order, at_least_sorted)
     return torch.where(targets > 0, at_least - 1, PADDED_RANK)
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from generec.eval.metrics import MetricAccumulator, rank_metric_sums, target_ranks
+from generec.eval.metrics import PADDED_RANK, MetricAccumulator, rank_metric_sums, target_ranks
 from generec.eval.ranking import prepare_scores
 
 
@@ -97,3 +97,23 @@ def test_single_target_as_column_equals_1d():
     scores = prepare_scores(torch.randn(16, 31, generator=g))
     targets = torch.randint(1, 31, (16,), generator=g)
     assert torch.equal(target_ranks(scores, targets), target_ranks(scores, targets[:, None])[:, 0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multi_target_ranks_match_brute_force_with_ties_and_masked_items(seed):
+    """The binned multi-target ranks equal a direct count, -inf (masked) items and targets included."""
+    g = torch.Generator().manual_seed(seed)
+    B, n_items, T = 12, 40, 6
+    scores = torch.randint(0, 4, (B, n_items + 1), generator=g).float()
+    scores[torch.rand(B, n_items + 1, generator=g) < 0.25] = -torch.inf
+    scores[:, 0] = -torch.inf
+    targets = torch.randint(0, n_items + 1, (B, T), generator=g)  # 0 = padded slot
+    ranks = target_ranks(scores, targets)
+    for b in range(B):
+        for t in range(T):
+            item = int(targets[b, t])
+            if item == 0:
+                assert ranks[b, t] == PADDED_RANK
+            else:
+                want = int((scores[b, 1:] >= scores[b, item]).sum()) - 1
+                assert ranks[b, t] == want, (b, t)

@@ -77,7 +77,8 @@ class MultiInterestModule(SeqRecModule):
             logq_correction=logq_correction,
             remove_accidental_hits=remove_accidental_hits,
         )
-        self._routing_sums = {"valid": [0.0, 0], "test": [0.0, 0]}
+        # (sum, count) of the routing statistic, kept as device tensors: no host sync per batch
+        self._routing_sums: dict[str, tuple[Tensor, int]] = {}
 
     # ----------------------------------------------------------------- the seam
     def interests(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -173,15 +174,13 @@ class MultiInterestModule(SeqRecModule):
             self.max_over_interests(interests, self.item_embeddings()), batch.get("history")
         )
         self.metrics[stage].update(target_ranks(scores, batch["targets"]))
-        stat = routing_max_weight(routing, batch["input_ids"] > 0)  # [B]
-        sums = self._routing_sums[stage]
-        sums[0] += float(stat.sum())
-        sums[1] += int(stat.numel())
+        stat = routing_max_weight(routing, batch["input_ids"] > 0).to(torch.float64)  # [B]
+        total, count = self._routing_sums.get(stage, (stat.new_zeros(()), 0))
+        self._routing_sums[stage] = (total + stat.sum(), count + stat.numel())
 
     def _eval_epoch_end(self, stage: str) -> None:
         super()._eval_epoch_end(stage)
-        total, count = self._routing_sums[stage]
-        self._routing_sums[stage] = [0.0, 0]
+        total, count = self._routing_sums.pop(stage, (None, 0))
         if count:
             # mean (over users and interests) of the largest routing weight: 1.0 = fully collapsed routing
-            self.log(f"{stage}/routing_max", total / count, sync_dist=True)
+            self.log(f"{stage}/routing_max", float(total) / count, sync_dist=True)
