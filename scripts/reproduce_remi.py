@@ -104,19 +104,22 @@ def diversity(dm: SeqDataModule, checkpoint: str, categories: np.ndarray, n: int
     return {f"diversity@{n}": float(torch.cat(div).mean()), f"coverage@{n}": float(torch.cat(cov).mean())}
 
 
-def step_overhead(dataset: str, beta: float, lam: float, steps: int, seed: int = 0) -> dict[str, float]:
-    """ms per training step (forward, backward, Adam) of ComiRec-SA without vs with IHN + RR.
+def step_overhead(
+    dataset: str, beta: float, lam: float, steps: int, seed: int = 0, model: str = "comirec_sa"
+) -> dict[str, float]:
+    """ms per training step (forward, backward, Adam) of one encoder without vs with IHN + RR.
 
     Same process, same batches, the two models interleaved step by step, so machine load hits both alike.
     """
-    from generec.models.multi_interest import ComiRecSA
+    from generec.models.multi_interest import MIND, ComiRecDR, ComiRecSA
 
+    encoder = {"comirec_sa": ComiRecSA, "comirec_dr": ComiRecDR, "mind": MIND}[model]
     dm = SeqDataModule(registry=dataset, split="comirec", max_len=50, batch_size=128, seed=seed)
     dm.setup()
     models, opts, times = {}, {}, {"base": [], "ihn+rr": []}
     for name, (b, r) in {"base": (0.0, 0.0), "ihn+rr": (beta, lam)}.items():
         torch.manual_seed(seed)
-        models[name] = ComiRecSA(num_items=dm.num_items, max_len=50, ihn_beta=b, rr_lambda=r)
+        models[name] = encoder(num_items=dm.num_items, max_len=50, ihn_beta=b, rr_lambda=r)
         opts[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
     for i, batch in enumerate(dm.train_dataloader()):
         if i >= steps + 5:
@@ -132,6 +135,7 @@ def step_overhead(dataset: str, beta: float, lam: float, steps: int, seed: int =
                 times[name].append(time.perf_counter() - t0)
     base, both = statistics.median(times["base"]), statistics.median(times["ihn+rr"])
     return {
+        "model": model,
         "steps": steps,
         "base_ms": 1e3 * base,
         "ihn_rr_ms": 1e3 * both,
@@ -193,7 +197,9 @@ def main() -> None:
     args.out = args.out.resolve()
     if args.overhead_steps:
         torch.set_num_threads(args.threads)
-        print(json.dumps(step_overhead(args.dataset, args.beta, args.rr_lambda, args.overhead_steps)))
+        for model in args.models:
+            cost = step_overhead(args.dataset, args.beta, args.rr_lambda, args.overhead_steps, model=model)
+            print(json.dumps(cost), flush=True)
         return
     if args.epoch_table:
         print(epoch_table(args.out, args.models, args.variants, args.seeds))
