@@ -32,6 +32,7 @@ from generec.data.datamodule import SeqDataModule  # noqa: E402
 from generec.eval.metrics import MetricAccumulator, target_ranks  # noqa: E402
 from generec.eval.ranking import prepare_scores  # noqa: E402
 from generec.eval.retrieval import ItemIndex, category_coverage, item_categories, pairwise_diversity, retrieve  # noqa: E402
+from generec.results import atomic_write_text  # noqa: E402
 
 METRICS = ("recall@20", "recall@50", "hr@20", "hr@50", "ndcg@20", "ndcg@50")
 
@@ -40,11 +41,17 @@ def variants(beta: float, lam: float) -> dict[str, tuple[float, float]]:
     return {"base": (0.0, 0.0), "ihn": (beta, 0.0), "rr": (0.0, lam), "ihn+rr": (beta, lam)}
 
 
+def finished_record(args, model: str, variant: str, seed: int) -> Path | None:
+    """The results record of a finished run of this grid, or None."""
+    results = args.out / "records" / f"{model}-{variant.replace('+', '_')}-s{seed}"
+    return next(results.glob("*.json"), None) if results.is_dir() else None
+
+
 def run_one(args, model: str, variant: str, beta: float, lam: float, seed: int) -> Path:
     tag = f"{model}-{variant.replace('+', '_')}-s{seed}"
     results = args.out / "records" / tag
-    if results.is_dir() and list(results.glob("*.json")):
-        return next(results.glob("*.json"))  # finished earlier: resume the grid
+    if (done := finished_record(args, model, variant, seed)) is not None:
+        return done  # finished earlier: resume the grid
     if (args.out / "runs" / tag).is_dir():  # started by an earlier (interrupted) grid: wait for its record
         for _ in range(args.wait_minutes * 6):
             time.sleep(10)
@@ -170,11 +177,11 @@ def epoch_table(out: Path, models: list[str], variants_: list[str], seeds: list[
     return "\n".join(lines)
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 4) -> str:
     if not values:
         return "n/a"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def main() -> None:
@@ -192,6 +199,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "results" / "remi")
     p.add_argument("--overhead-steps", type=int, default=0, help="only time IHN + RR per step, then exit")
     p.add_argument("--epoch-table", action="store_true", help="only summarise the per-epoch validation logs")
+    p.add_argument(
+        "--summarise-only", action="store_true", help="train nothing: tabulate the runs whose records exist"
+    )
     p.add_argument("extra", nargs="*", help="further Hydra overrides for every run")
     args = p.parse_args()
     args.out = args.out.resolve()
@@ -207,8 +217,15 @@ def main() -> None:
     grid = variants(args.beta, args.rr_lambda)
     jobs = [(m, v, *grid[v], s) for s in args.seeds for m in args.models for v in args.variants]
     t0 = time.time()
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        paths = list(pool.map(lambda j: run_one(args, *j), jobs))
+    if args.summarise_only:  # e.g. a grid cut short: report what finished, say what did not
+        found = [(j, finished_record(args, j[0], j[1], j[4])) for j in jobs]
+        missing = [f"{m}-{v}-s{s}" for (m, v, _, _, s), path in found if path is None]
+        if missing:
+            print(f"not finished, left out of the table: {', '.join(missing)}", flush=True)
+        jobs, paths = [j for j, path in found if path], [path for _, path in found if path]
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            paths = list(pool.map(lambda j: run_one(args, *j), jobs))
     wall = time.time() - t0
 
     dm = SeqDataModule(registry=args.dataset, split="comirec", max_len=50)
@@ -223,26 +240,28 @@ def main() -> None:
         row = {"model": model, "variant": variant, "beta": beta, "rr_lambda": lam, "seed": seed,
                "test": rec["metrics"]["test"], "sec_per_epoch": rec["train_seconds_per_epoch"],
                "best_epoch": rec["best_epoch"], "record": str(path)}  # fmt: skip
-        if cats is not None and rec.get("checkpoint"):
+        if cats is not None and rec.get("checkpoint") and Path(rec["checkpoint"]).is_file():
             row["test"].update(diversity(dm, rec["checkpoint"], cats))
         summary["rows"].append(row)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
 
     extra = ["routing_max"] + (["diversity@50", "coverage@50"] if cats is not None else [])
-    cols = [*METRICS, *extra, "sec/epoch"]
+    cols = [*METRICS, *extra, "sec/epoch", "best epoch", "seeds"]
     lines = ["| model | variant | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for model in args.models:
         for variant in args.variants:
             rows = [r for r in summary["rows"] if r["model"] == model and r["variant"] == variant]
             cells = [mean_std([r["test"][m] for r in rows if m in r["test"]]) for m in [*METRICS, *extra]]
-            cells.append(mean_std([r["sec_per_epoch"] for r in rows]))
+            cells.append(mean_std([r["sec_per_epoch"] for r in rows], digits=1))
+            cells.append(mean_std([float(r["best_epoch"]) for r in rows if r["best_epoch"] is not None], 1))
+            cells.append(str(len(rows)))
             lines.append(f"| {model} | {variant} | " + " | ".join(cells) + " |")
     pop = summary["popularity_test"]
     lines.append(
         "| popularity | - | " + " | ".join(f"{pop[m]:.4f}" if m in pop else "-" for m in cols) + " |"
     )
     table = "\n".join(lines)
-    (args.out / "table.md").write_text(table + "\n")
+    atomic_write_text(args.out / "table.md", table + "\n")
     print(table)
     print(f"grid wall time {wall:.0f}s; summary {args.out / 'summary.json'}")
 
