@@ -19,7 +19,7 @@ from generec.eval.metrics import DEFAULT_KS, MetricAccumulator, target_ranks
 from generec.eval.ranking import prepare_scores
 from generec.models.losses import batch_loss_scale, next_item_loss
 
-LOSSES = ("ce", "bce", "sampled_ce")
+LOSSES = ("ce", "ce_with_padding", "bce", "sampled_ce")
 
 
 def batch_rows(batch: dict) -> int:
@@ -33,7 +33,8 @@ class SeqRecModule(L.LightningModule):
     """Base class: subclasses implement ``sequence_hidden`` and ``item_embeddings``.
 
     Default training is full-softmax cross-entropy over all real items at every
-    supervised position (``loss="ce"``), BCE against uniformly sampled negatives
+    supervised position (``loss="ce"``; ``"ce_with_padding"`` also keeps the padding row as a class,
+    as RecBole's CE does), BCE against uniformly sampled negatives
     (``loss="bce"``), or a sampled softmax against ``num_negatives`` uniform negatives
     shared by the batch (``loss="sampled_ce"``, for very large catalogues).
     """

@@ -98,10 +98,12 @@ def next_item_loss(
     """
     if loss == "ce":  # padding is never a class
         return chunked_softmax_cross_entropy(h, items[1:], y - 1, ce_chunk_size)
+    if loss == "ce_with_padding":  # RecBole's CE: row 0 stays in the softmax as a never-correct class
+        return chunked_softmax_cross_entropy(h, items, y, ce_chunk_size)
     if loss == "sampled_ce":
         return sampled_softmax_cross_entropy(h, items[1:], y - 1, num_negatives)
     if loss != "bce":
-        raise ValueError(f"unknown loss {loss!r}: expected ce, bce or sampled_ce")
+        raise ValueError(f"unknown loss {loss!r}: expected ce, ce_with_padding, bce or sampled_ce")
     neg = torch.randint(1, items.shape[0], (y.shape[0], num_negatives), device=y.device)  # [N, k]
     pos_logit = (h * items[y]).sum(-1, keepdim=True)  # [N, 1]
     neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])  # [N, k]

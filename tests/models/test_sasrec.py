@@ -33,7 +33,7 @@ def test_causal_and_left_padding_invariance(position_mode):
     assert torch.allclose(m.encode({"input_ids": short}), ha[:, -1], atol=1e-5)
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "sampled_ce"])
+@pytest.mark.parametrize("loss", ["ce", "ce_with_padding", "bce", "sampled_ce"])
 def test_loss_backprop_only_from_supervised_positions(loss):
     m = tiny(loss=loss, num_negatives=3).train()
     batch = {
@@ -44,6 +44,25 @@ def test_loss_backprop_only_from_supervised_positions(loss):
     assert out.ndim == 0 and torch.isfinite(out)
     out.backward()
     assert m.item_emb.weight.grad is not None
+
+
+def test_ce_with_padding_is_the_softmax_over_the_whole_table_padding_row_included():
+    """RecBole's CE keeps row 0 as a class: the padding row gets a gradient, plain CE leaves it at zero."""
+    from torch.nn import functional as F
+
+    from generec.models.losses import next_item_loss
+
+    g = torch.Generator().manual_seed(0)
+    h, items = torch.randn(5, 4, generator=g), torch.randn(11, 4, generator=g, requires_grad=True)
+    y = torch.randint(1, 11, (5,), generator=g)
+    with_pad = next_item_loss(h, y, items, "ce_with_padding")
+    assert with_pad.item() == pytest.approx(F.cross_entropy(h @ items.T, y).item(), rel=1e-6)
+    plain = next_item_loss(h, y, items, "ce")
+    assert plain.item() == pytest.approx(F.cross_entropy(h @ items[1:].T, y - 1).item(), rel=1e-6)
+    assert with_pad.item() > plain.item()  # one more class in the partition sum
+    (pad_grad,) = torch.autograd.grad(with_pad, items)
+    (plain_grad,) = torch.autograd.grad(plain, items)
+    assert pad_grad[0].abs().sum() > 0 and plain_grad[0].abs().sum() == 0
 
 
 def test_no_nan_on_all_padding_rows():

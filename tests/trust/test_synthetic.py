@@ -31,7 +31,9 @@ def _held_out_and_first(dm, items):
 def test_only_training_targets_change(ml100k, generator):
     d, end = ml100k.data, ml100k.split.train_end
     items = synthetic_items(d, end, generator, seed=3)
-    for real, fake in zip(_held_out_and_first(ml100k, d.items), _held_out_and_first(ml100k, items), strict=True):
+    for real, fake in zip(
+        _held_out_and_first(ml100k, d.items), _held_out_and_first(ml100k, items), strict=True
+    ):
         np.testing.assert_array_equal(real, fake)
     _, pos = prefix_targets(d.offsets, end)
     changed = np.ones(len(items), dtype=bool)
