@@ -38,7 +38,18 @@ METRICS = ("recall@20", "recall@50", "hr@20", "hr@50", "ndcg@20", "ndcg@50")
 
 
 def variants(beta: float, lam: float) -> dict[str, tuple[float, float]]:
-    return {"base": (0.0, 0.0), "ihn": (beta, 0.0), "rr": (0.0, lam), "ihn+rr": (beta, lam)}
+    """(IHN beta, RR lambda) per variant. ``live`` is the plain model with a live routing graph
+    (ComiRec-DR / MIND only): RR needs that graph, so it separates RR's effect from the graph's."""
+    return {
+        "base": (0.0, 0.0),
+        "ihn": (beta, 0.0),
+        "rr": (0.0, lam),
+        "ihn+rr": (beta, lam),
+        "live": (0.0, 0.0),
+    }
+
+
+VARIANT_OVERRIDES = {"live": ("model.routing_gradient=live",)}
 
 
 def finished_record(args, model: str, variant: str, seed: int) -> Path | None:
@@ -65,7 +76,7 @@ def run_one(args, model: str, variant: str, beta: float, lam: float, seed: int) 
         f"model.ihn_beta={beta}", f"model.rr_lambda={lam}", f"seed={seed}",
         f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
         f"hydra.run.dir={args.out / 'runs' / tag}", f"results_dir={results}", "logger=csv",
-        *args.extra,
+        *VARIANT_OVERRIDES.get(variant, ()), *args.extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     t0 = time.time()

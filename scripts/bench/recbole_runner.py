@@ -16,6 +16,7 @@ Timing is taken with ``time.perf_counter`` by wrapping ``Trainer._train_epoch``,
 ``Trainer._valid_epoch`` and ``Trainer._save_checkpoint`` (called exactly when a new best
 validation score is reached), so RecBole's own training loop and early stopping run unchanged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,14 +79,21 @@ def parse_args(argv=None):
     p.add_argument("--train-batch-size", type=int, default=2048)
     p.add_argument("--eval-batch-size", type=int, default=4096)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--metric-decimal-place", type=int, default=4,
-                   help="RecBole rounds metrics (and hence the early-stopping score) to this many decimals; "
-                        "4 is RecBole's default")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
+    p.add_argument(
+        "--metric-decimal-place",
+        type=int,
+        default=4,
+        help="RecBole rounds metrics (and hence the early-stopping score) to this many decimals; "
+        "4 is RecBole's default",
+    )
     return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------- data conversion
+
 
 def _atomic_write_text(path, text):
     d = os.path.dirname(os.path.abspath(path))
@@ -141,11 +149,15 @@ def prepare_atomic(dataset, data_dir, work_dir):
                     out.append(f"{u}\t{it}\t{pos}")
                 n_inter += len(seq)
         _atomic_write_text(dst, "\n".join(out) + "\n")
-    return name, data_path, {"source_file": src, "users": len(users), "items": len(items),
-                             "interactions": n_inter}
+    return (
+        name,
+        data_path,
+        {"source_file": src, "users": len(users), "items": len(items), "interactions": n_inter},
+    )
 
 
 # --------------------------------------------------------------------------- timing trainer
+
 
 def make_timed_trainer(base_cls, sync):
     class TimedTrainer(base_cls):
@@ -167,7 +179,9 @@ def make_timed_trainer(base_cls, sync):
                 self.bench_fit_start = time.perf_counter()
             sync()
             t0 = time.perf_counter()
-            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            loss = super()._train_epoch(
+                train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
+            )
             sync()
             self.bench_epoch_seconds.append(time.perf_counter() - t0)
             self._bench_epoch = epoch_idx
@@ -204,6 +218,7 @@ def _atomic_write_json(path, obj):
 
 
 # --------------------------------------------------------------------------- main
+
 
 def main(argv=None):
     args = parse_args(argv)
@@ -305,9 +320,15 @@ def main(argv=None):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     data_seconds = time.perf_counter() - t0
 
-    if (rb_users - 1, rb_items - 1, rb_inter) != (src_stats["users"], src_stats["items"], src_stats["interactions"]):
-        sys.exit(f"RecBole changed the data: users/items/inter {rb_users - 1}/{rb_items - 1}/{rb_inter} "
-                 f"vs source {src_stats['users']}/{src_stats['items']}/{src_stats['interactions']}")
+    if (rb_users - 1, rb_items - 1, rb_inter) != (
+        src_stats["users"],
+        src_stats["items"],
+        src_stats["interactions"],
+    ):
+        sys.exit(
+            f"RecBole changed the data: users/items/inter {rb_users - 1}/{rb_items - 1}/{rb_inter} "
+            f"vs source {src_stats['users']}/{src_stats['items']}/{src_stats['interactions']}"
+        )
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -318,8 +339,7 @@ def main(argv=None):
     trainer = trainer_cls(config, model)
 
     t_fit = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=True, show_progress=False)
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     sync()
     fit_seconds = time.perf_counter() - t_fit
 
@@ -342,9 +362,17 @@ def main(argv=None):
         "device": str(config["device"]),
         "seed": args.seed,
         "torch_threads": torch.get_num_threads(),
-        "allocator_env": {k: os.environ[k] for k in ("LD_PRELOAD", "MALLOC_CONF", "JEMALLOC_CONF",
-                                                      "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")
-                          if k in os.environ},
+        "allocator_env": {
+            k: os.environ[k]
+            for k in (
+                "LD_PRELOAD",
+                "MALLOC_CONF",
+                "JEMALLOC_CONF",
+                "MALLOC_ARENA_MAX",
+                "MALLOC_TRIM_THRESHOLD_",
+            )
+            if k in os.environ
+        },
         "max_epochs": args.epochs,
         "epochs_run": len(trainer.bench_epoch_seconds),
         "epoch_seconds": trainer.bench_epoch_seconds,
@@ -373,11 +401,32 @@ def main(argv=None):
         "num_valid_users": len(valid_data._dataset),
         "num_test_users": len(test_data._dataset),
         "num_params": n_params,
-        "hyperparams": {k: config[k] for k in (
-            "hidden_size", "n_layers", "n_heads", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
-            "embedding_size", "num_layers", "dropout_prob", "mask_ratio", "ft_ratio",
-            "loss_type", "learning_rate", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH",
-            "eval_step", "stopping_step", "valid_metric", "metric_decimal_place") if config[k] is not None},
+        "hyperparams": {
+            k: config[k]
+            for k in (
+                "hidden_size",
+                "n_layers",
+                "n_heads",
+                "inner_size",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "embedding_size",
+                "num_layers",
+                "dropout_prob",
+                "mask_ratio",
+                "ft_ratio",
+                "loss_type",
+                "learning_rate",
+                "train_batch_size",
+                "eval_batch_size",
+                "MAX_ITEM_LIST_LENGTH",
+                "eval_step",
+                "stopping_step",
+                "valid_metric",
+                "metric_decimal_place",
+            )
+            if config[k] is not None
+        },
         "eval_args": config_dict["eval_args"],
         "source": src_stats,
         "python": platform.python_version(),
@@ -385,9 +434,27 @@ def main(argv=None):
         "cpu_count": os.cpu_count(),
     }
     _atomic_write_json(out_path, result)
-    print(json.dumps({k: result[k] for k in ("dataset", "epochs_run", "epoch_seconds", "eval_seconds",
-                                              "best_epoch", "seconds_to_best", "fit_seconds", "test",
-                                              "peak_rss_mib", "num_users", "num_items", "num_train_samples")}))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "dataset",
+                    "epochs_run",
+                    "epoch_seconds",
+                    "eval_seconds",
+                    "best_epoch",
+                    "seconds_to_best",
+                    "fit_seconds",
+                    "test",
+                    "peak_rss_mib",
+                    "num_users",
+                    "num_items",
+                    "num_train_samples",
+                )
+            }
+        )
+    )
     print(f"wrote {out_path}")
 
 

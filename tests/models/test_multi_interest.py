@@ -85,6 +85,35 @@ def test_score_is_max_over_interests_and_training_step_learns(cls):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("cls", [ComiRecDR, MIND])
+def test_rr_reaches_the_routing_parameters_only_through_live_routing(cls):
+    """ComiRec's detached routing gives RR no gradient; live routing does; detached + RR is refused."""
+    from generec.models.multi_interest import routing_regularization
+
+    ids = padded_batch()
+
+    def rr_grad(model) -> torch.Tensor:
+        model.train()
+        torch.manual_seed(1)  # MIND draws its initial routing logits
+        _, routing = model.interests(ids)
+        penalty = routing_regularization(routing, ids > 0, scale=D).sum()
+        if not penalty.requires_grad:  # no graph at all: a constant to the optimiser
+            return torch.tensor(0.0)
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(penalty, params, allow_unused=True)
+        return torch.stack([g.abs().sum() if g is not None else torch.tensor(0.0) for g in grads]).sum()
+
+    assert rr_grad(make(cls, routing_gradient="detached")) == 0
+    assert rr_grad(make(cls, routing_gradient="live")) > 0
+    assert make(cls, rr_lambda=100.0).live_routing  # auto: live exactly when RR is on
+    assert not make(cls).live_routing
+    with pytest.raises(ValueError, match="routing_gradient=detached"):
+        make(cls, rr_lambda=100.0, routing_gradient="detached")
+    with torch.no_grad():  # live routing only changes gradients, never the forward values
+        a, b = make(cls, routing_gradient="detached").eval(), make(cls, routing_gradient="live").eval()
+        assert torch.allclose(a.interests(ids)[0], b.interests(ids)[0])
+
+
 def test_shift_to_end_and_random_cut_keep_history_before_target():
     ids = torch.tensor([[0, 0, 5, 6, 7, 8]])
     assert shift_to_end(ids, torch.tensor([3])).tolist() == [[0, 0, 0, 0, 5, 6]]

@@ -30,18 +30,42 @@ def squash(s: Tensor) -> Tensor:
     return norm2 / (1.0 + norm2) * s / torch.sqrt(norm2 + 1e-9)
 
 
+ROUTING_GRADIENTS = ("auto", "detached", "live")
+
+
+def routing_is_live(routing_gradient: str, rr_lambda: float) -> bool:
+    """Whether the routing refinement keeps its graph; RR needs it (see ``dynamic_routing``).
+
+    ``detached`` (ComiRec's code): the routing weights carry no gradient, so the RR penalty on them
+    is a constant and would silently do nothing; that combination is refused. ``auto``: live exactly
+    when RR is on.
+    """
+    if routing_gradient not in ROUTING_GRADIENTS:
+        raise ValueError(
+            f"model.routing_gradient must be one of {ROUTING_GRADIENTS}, got {routing_gradient!r}"
+        )
+    if routing_gradient == "detached" and rr_lambda > 0:
+        raise ValueError(
+            f"model.rr_lambda={rr_lambda} has no effect with model.routing_gradient=detached: the routing "
+            "weights are computed from a detached copy and carry no gradient; use routing_gradient=live or auto"
+        )
+    return routing_gradient == "live" or (routing_gradient == "auto" and rr_lambda > 0)
+
+
 def dynamic_routing(
-    u_hat: Tensor, mask: Tensor, init_logits: Tensor, iterations: int = 3
+    u_hat: Tensor, mask: Tensor, init_logits: Tensor, iterations: int = 3, live: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Behaviour-to-interest dynamic routing (ComiRec-DR / MIND).
 
     u_hat [B, K, L, d] (item vectors mapped into each interest space), mask [B, L], init_logits
-    [B, K, L]. The routing logits are refined on a detached copy of ``u_hat`` (as in ComiRec); the
-    last iteration uses the live ``u_hat`` so gradients reach the bilinear map.
+    [B, K, L]. By default the routing logits are refined on a detached copy of ``u_hat`` (as in
+    ComiRec); the last iteration uses the live ``u_hat`` so gradients reach the bilinear map, but
+    the returned routing weights are then constants. ``live=True`` refines on ``u_hat`` itself, so
+    a loss on the routing (REMI's RR) reaches the parameters.
     Returns (interests [B, K, d], routing [B, K, L]).
     """
     logits = init_logits
-    u_iter = u_hat.detach()
+    u_iter = u_hat if live else u_hat.detach()
     for i in range(iterations):
         c = masked_softmax(logits, mask)  # [B, K, L]
         if i < iterations - 1:
@@ -119,6 +143,7 @@ class ComiRecDR(MultiInterestModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
+        routing_gradient: str = "auto",
     ) -> None:
         super().__init__(
             num_items, max_len, hidden_size, num_interests, num_negatives, sampler, logq_correction,
@@ -126,6 +151,7 @@ class ComiRecDR(MultiInterestModule):
         )  # fmt: skip
         self.save_hyperparameters()
         self.routing_iterations = routing_iterations
+        self.live_routing = routing_is_live(routing_gradient, rr_lambda)
         # [L, K, d_out, d_in]: one map per (position, interest), as ComiRec's bilinear_type=2
         self.bilinear = nn.Parameter(torch.randn(max_len, num_interests, hidden_size, hidden_size))
 
@@ -136,4 +162,4 @@ class ComiRecDR(MultiInterestModule):
         h = self.item_emb(input_ids)  # [B, L, d]
         u_hat = torch.einsum("lkoi,bli->bklo", self.bilinear[self.max_len - L :], h)  # [B, K, L, d]
         init = h.new_zeros(h.shape[0], self.num_interests, L)
-        return dynamic_routing(u_hat, mask, init, self.routing_iterations)
+        return dynamic_routing(u_hat, mask, init, self.routing_iterations, self.live_routing)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.multi_interest.base import MultiInterestModule
-from generec.models.multi_interest.comirec import dynamic_routing
+from generec.models.multi_interest.comirec import dynamic_routing, routing_is_live
 
 
 class MIND(MultiInterestModule):
@@ -37,6 +37,7 @@ class MIND(MultiInterestModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
+        routing_gradient: str = "auto",
     ) -> None:
         super().__init__(
             num_items, max_len, hidden_size, num_interests, num_negatives, sampler, logq_correction,
@@ -44,6 +45,7 @@ class MIND(MultiInterestModule):
         )  # fmt: skip
         self.save_hyperparameters()
         self.routing_iterations = routing_iterations
+        self.live_routing = routing_is_live(routing_gradient, rr_lambda)
         self.bilinear = nn.Linear(hidden_size, hidden_size, bias=False)
         self.out = nn.Sequential(nn.Linear(hidden_size, hidden_size, bias=False), nn.ReLU())
         # The shared map makes the K interests identical unless the routing logits start apart, so MIND
@@ -61,5 +63,5 @@ class MIND(MultiInterestModule):
             init = torch.randn(B, self.num_interests, L, device=u.device, dtype=u.dtype)
         else:  # the last L columns: left padding, so the newest item always meets the same logit
             init = self.eval_routing_init[:, -L:].to(u.dtype).expand(B, -1, -1)
-        v, routing = dynamic_routing(u_hat, mask, init, self.routing_iterations)
+        v, routing = dynamic_routing(u_hat, mask, init, self.routing_iterations, self.live_routing)
         return self.out(v), routing
