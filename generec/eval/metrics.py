@@ -29,7 +29,7 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
         return (real >= target_scores).sum(dim=1) - 1  # "- 1" removes the target itself
     # Several targets: bin every item score between the user's sorted target scores (T << I bins),
     # count items per bin, and read "items >= target t" off a suffix sum. Two passes over [B, I]
-    # instead of a full per-user sort (about 10x less work at I = 12k).
+    # instead of a full per-user sort (2.2-2.8x faster on Beauty batches: docs/benchmarks.md).
     target_scores = scores.gather(1, targets)  # [B, T]
     sorted_scores, order = target_scores.sort(dim=1)  # [B, T] ascending
     # bin j (0..T): the item is >= exactly the first j sorted target scores (ties count as >=)
