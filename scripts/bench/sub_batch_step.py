@@ -55,6 +55,8 @@ def main() -> None:
         dm.set_trimming(True)
         user, sys_ = cpu_seconds_per_step(dm, parts, args.steps)
         allocator = os.path.basename(os.environ.get("LD_PRELOAD", "")) or "glibc"
+        if allocator == "glibc" and "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+            allocator = "glibc, tuned"  # no mmap/trim churn: see docs/benchmarks.md
         row = [
             protocol,
             batch_size[protocol],
