@@ -28,6 +28,8 @@ OPS = ["insert", "delete", "replace", "crop", "mask", "reorder", "subset_split"]
 # name -> overrides. "SASRec without augmentation" = data.protocol=last (one row per training
 # sequence, target = its last item), exactly DA4Rec's baseline; slide_window = every prefix.
 BASE = ["data.protocol=last"]
+# ICLRec contrasts flattened [L, d] view states, so its rows need one common width (no sub-batches).
+NO_SUB_BATCHES = {"iclrec"}
 
 
 def grid(kind: str) -> dict[str, list[str]]:
@@ -58,6 +60,8 @@ def run_one(name, overrides, dataset, seed, cold, args) -> Path | None:
     ]  # fmt: skip
     if cold < 1.0:
         cmd.append(f"data.cold_start_ratio={cold}")
+    if args.sub_batches > 1 and name not in NO_SUB_BATCHES:  # same step, ~4x less CPU on short sequences
+        cmd.append(f"data.sub_batches={args.sub_batches}")
     log = Path(args.out) / "logs" / f"{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -143,6 +147,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument(
+        "--sub-batches", type=int, default=16, help="data.sub_batches for every method but ICLRec (1: off)"
+    )
     p.add_argument("--workers", type=int, default=1, help="runs in parallel")
     p.add_argument("--threads", type=int, default=1, help="OMP threads per run")
     p.add_argument("--nice", type=int, default=10)

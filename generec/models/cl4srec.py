@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from generec.data.augment import Augmentation, Crop, Mask, RandomChoice, Reorder
-from generec.models.contrastive import info_nce, make_view, next_item_loss, same_width
+from generec.models.base import batch_rows
+from generec.models.contrastive import batch_parts, info_nce, make_view, next_item_loss, same_width
 from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
@@ -52,15 +55,25 @@ class CL4SRec(SASRec):
         v2 = make_view(self.view_op, input_ids, self.max_len)
         return same_width(v1, v2)
 
-    def contrastive_loss(self, input_ids: Tensor) -> Tensor:
-        v1, v2 = self.views(input_ids)
-        z = self.sequence_hidden(torch.cat([v1, v2]))[:, -1]  # [2B, d]: both views in one pass
-        z1, z2 = z.chunk(2)
-        return info_nce(z1, z2, self.temperature, self.similarity)
+    @property
+    def accepts_sub_batches(self) -> bool:
+        """Sub-batched parts are encoded one by one; both losses then cover the whole batch."""
+        return self.accepts_trimmed_batches
+
+    def contrastive_loss(self, input_ids: Tensor | Sequence[Tensor]) -> Tensor:
+        """InfoNCE over the batch; ``input_ids`` may be the batch's trimmed parts (views built per part)."""
+        z1, z2 = [], []
+        for ids in [input_ids] if isinstance(input_ids, Tensor) else input_ids:
+            v1, v2 = self.views(ids)
+            z = self.sequence_hidden(torch.cat([v1, v2]))[:, -1]  # [2B, d]: both views in one pass
+            z1.append(z[: len(ids)])
+            z2.append(z[len(ids) :])
+        return info_nce(torch.cat(z1), torch.cat(z2), self.temperature, self.similarity)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
-        rec = next_item_loss(self, hidden, batch["targets"], batch_loss_scale(batch))
-        cl = self.contrastive_loss(batch["input_ids"])
-        self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=batch["input_ids"].shape[0])
+        parts = batch_parts(batch)
+        hidden = [self.sequence_hidden(part["input_ids"]) for part in parts]  # [B_p, L_p, d] each
+        rec = next_item_loss(self, hidden, [part["targets"] for part in parts], batch_loss_scale(batch))
+        cl = self.contrastive_loss([part["input_ids"] for part in parts])
+        self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=batch_rows(batch))
         return rec + self.cl_weight * cl

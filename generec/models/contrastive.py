@@ -8,6 +8,8 @@ datamodule stays unaware of contrastive learning.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,16 +51,32 @@ def info_nce(
     return F.cross_entropy(logits, partner)
 
 
-def next_item_loss(model, hidden: Tensor, targets: Tensor, scale: float = 1.0) -> Tensor:
+def batch_parts(batch: dict) -> list[dict[str, Tensor]]:
+    """The length-sorted, separately trimmed parts of a ``data.sub_batches`` batch, or the batch itself.
+
+    The contrastive models run every part through the encoder on its own (less padding) and then
+    compute each loss over the whole batch, so the in-batch negatives are those of the unsplit batch.
+    """
+    return batch["sub_batches"] if "sub_batches" in batch else [batch]
+
+
+def next_item_loss(
+    model,
+    hidden: Tensor | Sequence[Tensor],
+    targets: Tensor | Sequence[Tensor],
+    scale: float | Tensor = 1.0,
+) -> Tensor:
     """``model``'s recommendation loss (CE, chunked CE or BCE) from already computed hidden states [B, L, d].
 
     Same as ``SeqRecModule.compute_loss`` but reuses the forward pass the contrastive terms also need;
-    ``scale`` is the batch's ``loss_scale`` (length bucketing). The contrastive terms average over
-    sequences, which bucketing does not reweight, so they are not scaled.
+    ``hidden`` / ``targets`` may be lists, one per part of a sub-batched batch (one loss over all their
+    targets). ``scale`` is the batch's ``loss_scale`` (length bucketing). The contrastive terms average
+    over sequences, which bucketing does not reweight, so they are not scaled.
     """
-    supervised = targets > 0
-    h = hidden[supervised]  # [N, d]
-    y = targets[supervised]  # [N]
+    if isinstance(hidden, Tensor):
+        hidden, targets = [hidden], [targets]
+    h = torch.cat([states[t > 0] for states, t in zip(hidden, targets, strict=True)])  # [N, d]
+    y = torch.cat([t[t > 0] for t in targets])  # [N]
     return (
         _next_item_loss(
             h,

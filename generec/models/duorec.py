@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from generec.data.augment import fit_width, lengths_of
-from generec.models.contrastive import info_nce, next_item_loss
+from generec.models.contrastive import batch_parts, info_nce, next_item_loss
 from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
@@ -61,14 +61,25 @@ class DuoRec(SASRec):
         width = max(int(lengths_of(pos).max()), 1)
         return pos[:, pos.shape[1] - width :]
 
+    @property
+    def accepts_sub_batches(self) -> bool:
+        """Sub-batched parts are encoded one by one; both losses then cover the whole batch."""
+        return self.accepts_trimmed_batches
+
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        input_ids, targets = batch["input_ids"], batch["targets"]
-        hidden = self.sequence_hidden(input_ids)  # [B, L, d]
-        rec = next_item_loss(self, hidden, targets, batch_loss_scale(batch))
-        last = targets[:, -1]  # [B]
-        pos = self.positives(input_ids, last)
-        z_pos = self.sequence_hidden(pos)[:, -1]  # [B, d], its own dropout mask
+        parts = batch_parts(batch)
+        hidden, anchors, positives, lasts = [], [], [], []
+        for part in parts:  # one part unless data.sub_batches > 1 (then length-sorted, trimmed parts)
+            h = self.sequence_hidden(part["input_ids"])  # [B_p, L_p, d]
+            last = part["targets"][:, -1]  # [B_p]
+            pos = self.positives(part["input_ids"], last)
+            hidden.append(h)
+            anchors.append(h[:, -1])
+            positives.append(self.sequence_hidden(pos)[:, -1])  # [B_p, d], its own dropout mask
+            lasts.append(last)
+        rec = next_item_loss(self, hidden, [part["targets"] for part in parts], batch_loss_scale(batch))
+        last = torch.cat(lasts)  # [B]
         same = last[:, None] == last[None, :]  # [B, B] same target -> not a negative
-        cl = info_nce(hidden[:, -1], z_pos, self.temperature, self.similarity, same=same)
-        self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=input_ids.shape[0])
+        cl = info_nce(torch.cat(anchors), torch.cat(positives), self.temperature, self.similarity, same=same)
+        self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=len(last))
         return rec + self.cl_weight * cl

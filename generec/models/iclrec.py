@@ -99,6 +99,11 @@ class ICLRec(CL4SRec):
         ]
         return torch.stack(losses).mean()
 
+    @property
+    def accepts_sub_batches(self) -> bool:
+        """No: the view InfoNCE compares flattened [L', d] states, so every row needs one common width."""
+        return False
+
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         input_ids = batch["input_ids"]
         hidden = self.sequence_hidden(input_ids)  # [B, L, d]

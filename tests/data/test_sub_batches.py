@@ -9,7 +9,10 @@ import torch
 
 from generec.data.datamodule import SeqDataModule
 from generec.models.base import batch_rows
+from generec.models.bert4rec import BERT4Rec
 from generec.models.cl4srec import CL4SRec
+from generec.models.duorec import DuoRec
+from generec.models.iclrec import ICLRec
 from generec.models.sasrec import SASRec
 
 
@@ -63,9 +66,48 @@ def test_sub_batches_give_the_same_rows_loss_and_gradients(shared_data_dir, tmp_
         torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
 
 
+def _grads(model, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.zero_grad()
+    loss = model.compute_loss(batch)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("model_name", ["cl4srec", "duorec"])
+@pytest.mark.parametrize("protocol", ["last", "all_positions"])
+def test_contrastive_models_take_sub_batches_with_the_same_loss(
+    shared_data_dir, tmp_path, model_name, protocol
+):
+    """Parts are encoded one by one, but the CE and the InfoNCE (in-batch negatives) cover the whole batch.
+
+    Views are made deterministic (crop keeps everything, mask and reorder touch nothing; DuoRec without a
+    positive pool pairs each row with itself) and dropout is off, so both batches give the same loss.
+    """
+    whole = _datamodule(shared_data_dir, str(tmp_path), protocol, 1)
+    split = _datamodule(shared_data_dir, str(tmp_path), protocol, 4)
+    a, b = next(iter(whole.train_dataloader())), next(iter(split.train_dataloader()))
+    assert len(b["sub_batches"]) == 4
+    small = {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "inner_size": 32, "dropout": 0.0}
+    torch.manual_seed(0)
+    if model_name == "cl4srec":
+        model = CL4SRec(whole.num_items, crop_ratio=1.0, mask_ratio=0.0, reorder_ratio=0.0, **small)
+        v1, v2 = model.views(a["input_ids"])
+        assert torch.equal(v1, v2) and torch.equal(v1, a["input_ids"][:, -v1.shape[1] :])  # identity views
+    else:
+        model = DuoRec(whole.num_items, **small)
+    assert model.accepts_sub_batches
+    (la, ga), (lb, gb) = _grads(model, a), _grads(model, b)
+    torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
 def test_sub_batches_are_refused_for_models_with_their_own_loss(shared_data_dir, tmp_path):
     assert _sasrec(10).accepts_sub_batches
-    assert not CL4SRec(
+    assert not ICLRec(
+        num_items=10, hidden_size=16, num_layers=1, num_heads=2, inner_size=32
+    ).accepts_sub_batches
+    assert not BERT4Rec(
         num_items=10, hidden_size=16, num_layers=1, num_heads=2, inner_size=32
     ).accepts_sub_batches
     with pytest.raises(ValueError, match="data.sub_batches"):
