@@ -62,4 +62,4 @@ class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
         if out.attacked is None:
             return rec, None
         attacked = masked_item_ce(self.head(out.attacked), labels, items, self.output_bias) * scale
-        return rec, self.adversarial_loss(attacked, out, mask)
+        return rec, self.adversarial_loss(attacked, [(out, mask)])

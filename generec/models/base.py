@@ -29,6 +29,15 @@ def batch_rows(batch: dict) -> int:
     return batch["input_ids"].shape[0]
 
 
+def batch_parts(batch: dict) -> list[dict[str, Tensor]]:
+    """The length-sorted, separately trimmed parts of a ``data.sub_batches`` batch, or the batch itself.
+
+    Models with their own losses (contrastive, adversarial) encode the parts one by one and then compute
+    each loss over the whole batch, so batch-level terms (in-batch negatives, norms) are the unsplit batch's.
+    """
+    return batch["sub_batches"] if "sub_batches" in batch else [batch]
+
+
 class SeqRecModule(L.LightningModule):
     """Base class: subclasses implement ``sequence_hidden`` and ``item_embeddings``.
 

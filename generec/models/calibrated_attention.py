@@ -23,12 +23,14 @@ reference's read-out without materialising the [B, h, L, L, 2 d_h] tensor.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generec.models.base import batch_rows
 from generec.models.layers import FeedForward, causal_padding_mask
 
 ATTACK_PREFIX = "attack_"  # parameter-name marker of the adversary's projections
@@ -200,8 +202,16 @@ def is_attack_parameter(name: str) -> bool:
 
 def perturbation_penalty(perturbations: list[Tensor], mask: Tensor) -> Tensor:
     """Mean over layers of ||1 - M||_2 on the allowed (query, key) pairs: how much the attacker hides."""
-    allowed = mask.expand_as(perturbations[0])
-    return torch.stack([(1 - m)[allowed].norm(p=2) for m in perturbations]).mean()
+    return parts_perturbation_penalty([(perturbations, mask)])
+
+
+def parts_perturbation_penalty(parts: Sequence[tuple[list[Tensor], Tensor]]) -> Tensor:
+    """``perturbation_penalty`` of one batch given as parts (``data.sub_batches``): per layer the norm
+    runs over the allowed pairs of every part together, so the split batch gets the unsplit batch's value."""
+    squares = torch.stack(
+        [torch.stack([((1 - m)[mask.expand_as(m)] ** 2).sum() for m in perts]) for perts, mask in parts]
+    )  # [parts, layers]
+    return squares.sum(0).sqrt().mean()
 
 
 class AdversarialCalibrationMixin:
@@ -261,9 +271,13 @@ class AdversarialCalibrationMixin:
         mask = causal_padding_mask(input_ids, causal=getattr(self, "causal", True))  # [B, 1, L, L]
         return self.encoder(x, mask, return_attacked), mask
 
-    def adversarial_loss(self, attacked_rec_loss: Tensor, out: EncoderOutput, mask: Tensor) -> Tensor:
-        """-(recommendation loss under attack) + lambda * perturbation size."""
-        return -attacked_rec_loss + self.adv_lambda * perturbation_penalty(out.perturbations, mask)
+    def adversarial_loss(
+        self, attacked_rec_loss: Tensor, parts: Sequence[tuple[EncoderOutput, Tensor]]
+    ) -> Tensor:
+        """-(recommendation loss under attack) + lambda * perturbation size; ``parts``: (output, mask) of
+        the batch, or of each of its sub-batches."""
+        penalty = parts_perturbation_penalty([(out.perturbations, mask) for out, mask in parts])
+        return -attacked_rec_loss + self.adv_lambda * penalty
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         return self.calibrated_losses(batch)[0]
@@ -286,7 +300,7 @@ class AdversarialCalibrationMixin:
         rec_loss, adv_loss = self.calibrated_losses(batch)
         self.backward_both(rec_loss, adv_loss)
         opt.step()
-        n = batch["input_ids"].shape[0]
+        n = batch_rows(batch)
         self.log("train/loss", rec_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         if adv_loss is not None:
             self.log("train/adv_loss", adv_loss.detach(), on_step=False, on_epoch=True, batch_size=n)

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from generec.data.augment import Augmentation, Crop, Mask, RandomChoice, Reorder
-from generec.models.base import batch_rows
-from generec.models.contrastive import batch_parts, info_nce, make_view, next_item_loss, same_width
+from generec.models.base import batch_parts, batch_rows
+from generec.models.contrastive import info_nce, make_view, next_item_loss, same_width
 from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 

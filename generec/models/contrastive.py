@@ -51,15 +51,6 @@ def info_nce(
     return F.cross_entropy(logits, partner)
 
 
-def batch_parts(batch: dict) -> list[dict[str, Tensor]]:
-    """The length-sorted, separately trimmed parts of a ``data.sub_batches`` batch, or the batch itself.
-
-    The contrastive models run every part through the encoder on its own (less padding) and then
-    compute each loss over the whole batch, so the in-batch negatives are those of the unsplit batch.
-    """
-    return batch["sub_batches"] if "sub_batches" in batch else [batch]
-
-
 def next_item_loss(
     model,
     hidden: Tensor | Sequence[Tensor],

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from generec.data.augment import fit_width, lengths_of
-from generec.models.contrastive import batch_parts, info_nce, next_item_loss
+from generec.models.base import batch_parts
+from generec.models.contrastive import info_nce, next_item_loss
 from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 

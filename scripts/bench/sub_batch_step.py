@@ -22,11 +22,12 @@ import sys
 import torch
 
 from generec.data.datamodule import SeqDataModule
+from generec.models.ac_sasrec import ACSASRec
 from generec.models.cl4srec import CL4SRec
 from generec.models.duorec import DuoRec
 from generec.models.sasrec import SASRec
 
-MODELS = {"sasrec": SASRec, "cl4srec": CL4SRec, "duorec": DuoRec}
+MODELS = {"sasrec": SASRec, "ac_sasrec": ACSASRec, "cl4srec": CL4SRec, "duorec": DuoRec}
 BATCH_SIZE = {"prefixes": 2048, "all_positions": 256, "last": 1024}  # RecBole's, generec's, DA4Rec's
 
 
@@ -46,7 +47,10 @@ def cpu_seconds_per_step(
         if i == warmup:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
         opt.zero_grad()
-        model.compute_loss(next(batches)).backward()
+        if isinstance(model, ACSASRec):  # its two losses, each into its own parameter group
+            model.backward_both(*model.calibrated_losses(next(batches)))
+        else:
+            model.compute_loss(next(batches)).backward()
         opt.step()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     return (r1.ru_utime - r0.ru_utime) / steps, (r1.ru_stime - r0.ru_stime) / steps
@@ -59,12 +63,14 @@ def main() -> None:
     ap.add_argument("--parts", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--protocols", nargs="+", default=["prefixes", "all_positions"], choices=list(BATCH_SIZE))
     ap.add_argument("--models", nargs="+", default=["sasrec"], choices=list(MODELS))
+    ap.add_argument("--batch-size", type=int, default=0, help="0: the protocol's usual batch")
     ap.add_argument("--one", nargs=3, metavar=("MODEL", "PROTOCOL", "PARTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.one:  # the child process: one configuration
         model_name, protocol, parts = args.one[0], args.one[1], int(args.one[2])
-        dm = SeqDataModule(registry=args.dataset, batch_size=BATCH_SIZE[protocol], protocol=protocol, seed=1)
+        batch_size = args.batch_size or BATCH_SIZE[protocol]
+        dm = SeqDataModule(registry=args.dataset, batch_size=batch_size, protocol=protocol, seed=1)
         dm.setup()
         dm.set_trimming(True)
         user, sys_ = cpu_seconds_per_step(dm, model_name, parts, args.steps)
@@ -75,7 +81,7 @@ def main() -> None:
             model_name,
             args.dataset,
             protocol,
-            BATCH_SIZE[protocol],
+            batch_size,
             parts,
             allocator,
             f"{user:.3f}",
@@ -89,6 +95,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     cmd = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps)]
+    cmd += ["--batch-size", str(args.batch_size)]
     for model_name in args.models:
         for protocol in args.protocols:
             for parts in args.parts:

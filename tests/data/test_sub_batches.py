@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from generec.data.datamodule import SeqDataModule
+from generec.models.ac_sasrec import ACSASRec
 from generec.models.base import batch_rows
 from generec.models.bert4rec import BERT4Rec
 from generec.models.cl4srec import CL4SRec
@@ -98,6 +99,30 @@ def test_contrastive_models_take_sub_batches_with_the_same_loss(
     assert model.accepts_sub_batches
     (la, ga), (lb, gb) = _grads(model, a), _grads(model, b)
     torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_ac_sasrec_takes_sub_batches_with_the_same_two_losses(shared_data_dir, tmp_path, monkeypatch):
+    """Both AC-TSR losses (and the perturbation norm, taken over the whole batch) match the unsplit batch."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)  # the attacked branch's noise, made fixed
+    whole = _datamodule(shared_data_dir, str(tmp_path), "prefixes", 1)
+    split = _datamodule(shared_data_dir, str(tmp_path), "prefixes", 4)
+    a, b = next(iter(whole.train_dataloader())), next(iter(split.train_dataloader()))
+    torch.manual_seed(0)
+    model = ACSASRec(whole.num_items, hidden_size=16, num_layers=2, num_heads=2, inner_size=32, dropout=0.0)
+    assert model.accepts_sub_batches
+    results = []
+    for batch in (a, b):
+        model.zero_grad()
+        rec, adv = model.calibrated_losses(batch)
+        model.backward_both(rec, adv)
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((rec.detach(), adv.detach(), grads))
+    (ra, aa, ga), (rb, ab, gb) = results
+    torch.testing.assert_close(ra, rb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(aa, ab, rtol=1e-5, atol=1e-6)
+    assert len(ga) == len(gb) == len(list(model.parameters()))  # both groups got gradients
     for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
