@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.base import batch_parts
 from generec.models.calibrated_attention import AdversarialCalibrationMixin
-from generec.models.losses import batch_loss_scale, next_item_loss
+from generec.models.contrastive import next_item_loss
+from generec.models.losses import batch_loss_scale
 from generec.models.sasrec import SASRec
 
 
@@ -59,21 +59,13 @@ class ACSASRec(AdversarialCalibrationMixin, SASRec):
         """Parts are encoded one by one; both losses (and the perturbation norm) cover the whole batch."""
         return True
 
-    def loss_on_hidden(self, hidden: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
-        """The backbone's next-item loss (CE or sampled BCE) at the supervised positions of all parts."""
-        h = torch.cat([states[t > 0] for states, t in zip(hidden, targets, strict=True)])  # [N, d]
-        y = torch.cat([t[t > 0] for t in targets])  # [N]
-        return next_item_loss(
-            h, y, self.item_embeddings(), self.loss_type, self.num_negatives, self.ce_chunk_size
-        )
-
     def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         parts = batch_parts(batch)  # the batch, or its length-sorted trimmed parts (data.sub_batches)
         forwards = [self.calibrated_forward(p["input_ids"], return_attacked=self.adversarial) for p in parts]
         targets = [p["targets"] for p in parts]
         scale = batch_loss_scale(batch)
-        rec = self.loss_on_hidden([out.hidden for out, _ in forwards], targets) * scale
+        rec = next_item_loss(self, [out.hidden for out, _ in forwards], targets, scale)
         if not self.adversarial:
             return rec, None
-        attacked = self.loss_on_hidden([out.attacked for out, _ in forwards], targets) * scale
+        attacked = next_item_loss(self, [out.attacked for out, _ in forwards], targets, scale)
         return rec, self.adversarial_loss(attacked, forwards)
