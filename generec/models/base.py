@@ -22,13 +22,6 @@ from generec.models.losses import batch_loss_scale, next_item_loss
 LOSSES = ("ce", "ce_with_padding", "bce", "sampled_ce")
 
 
-def batch_rows(batch: dict) -> int:
-    """Rows in a training batch, whole or cut into ``sub_batches``."""
-    if "sub_batches" in batch:
-        return sum(part["input_ids"].shape[0] for part in batch["sub_batches"])
-    return batch["input_ids"].shape[0]
-
-
 def batch_parts(batch: dict) -> list[dict[str, Tensor]]:
     """The length-sorted, separately trimmed parts of a ``data.sub_batches`` batch, or the batch itself.
 
@@ -36,6 +29,11 @@ def batch_parts(batch: dict) -> list[dict[str, Tensor]]:
     each loss over the whole batch, so batch-level terms (in-batch negatives, norms) are the unsplit batch's.
     """
     return batch["sub_batches"] if "sub_batches" in batch else [batch]
+
+
+def batch_rows(batch: dict) -> int:
+    """Rows in a training batch, whole or cut into ``sub_batches``."""
+    return sum(part["input_ids"].shape[0] for part in batch_parts(batch))
 
 
 class SeqRecModule(L.LightningModule):
