@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from generec.eval.breakdown import LENGTH_EDGES, POPULARITY_EDGES, bucket_metrics, bucket_names
+
 REPO = Path(__file__).resolve().parents[1]
 OPS = ["insert", "delete", "replace", "crop", "mask", "reorder", "subset_split"]
 
@@ -95,6 +97,47 @@ def popularity(dataset: str, cold: float) -> dict[str, float]:
     return acc.compute()
 
 
+BUCKETS = {"popularity": ("target_pop", POPULARITY_EDGES), "length": ("history_len", LENGTH_EDGES)}
+
+
+def bucket_tables(out: Path, names: list[str], dataset: str, seeds, cold: float, metric: str = "ndcg@10"):
+    """Test ``metric`` per target-popularity and per history-length bucket, from the runs' ranks dumps.
+
+    The dumps (``<run_id>.ranks.npz``, written by every ``generec.train`` run) hold each test user's
+    rank, target popularity (training interactions) and history length, so nothing is scored again.
+    """
+    lines = []
+    for by, (field, edges) in BUCKETS.items():
+        header = None
+        rows = []
+        for name in names:
+            tag = f"{dataset}-cold{cold}-{name}-s{{seed}}".replace("+", "_")
+            per_seed = []
+            for seed in seeds:
+                for dump in (out / "records" / tag.format(seed=seed)).glob("*.ranks.npz"):
+                    z = np.load(dump)
+                    per_seed.append(bucket_metrics(z["ranks"], z[field], edges, ks=(10, 20)))
+            if not per_seed:
+                continue
+            header = header or per_seed[0]
+            cells = []
+            for bucket in bucket_names(edges):
+                v = np.array([m[bucket].get(metric, np.nan) for m in per_seed])
+                cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {len(per_seed)} |")
+        if not rows:
+            continue
+        what = "target item's training interactions" if by == "popularity" else "history length"
+        lines += [
+            f"\nTest {metric} by {what} (users per bucket: "
+            + ", ".join(f"{b}: {header[b]['users']}" for b in bucket_names(edges)) + ")\n",
+            "| method | " + " | ".join(bucket_names(edges)) + " | seeds |",
+            "|---|" + "---|" * (len(edges) + 1),
+            *rows,
+        ]  # fmt: skip
+    return lines
+
+
 def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
     keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20"]
     lines = []
@@ -135,6 +178,7 @@ def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
                 )
             except Exception as e:  # noqa: BLE001 - the table is still worth writing
                 lines.append(f"| popularity | failed: {e} |")
+            lines += bucket_tables(out, names, dataset, seeds, cold)
     return "\n".join(lines) + "\n"
 
 

@@ -71,12 +71,27 @@ def breakdown(
         key = history_len
     else:
         raise ValueError(f"by must be 'popularity' or 'length', got {by!r}")
-    buckets = bucket_of(key, edges)
+    return bucket_metrics(ranks, key, edges, ks)
+
+
+def bucket_metrics(
+    ranks: torch.Tensor | np.ndarray,
+    key: np.ndarray,
+    edges: Sequence[int],
+    ks: Sequence[int] = (10, 20),
+) -> dict[str, dict[str, float]]:
+    """``{bucket: {"users": n, metrics...}}`` of 0-based ranks grouped by ``key`` (e.g. from a ranks dump).
+
+    Shared by ``breakdown`` (fresh scoring) and the drivers, which read ``<run>.ranks.npz``
+    (``target_pop`` / ``history_len``) instead of scoring again.
+    """
+    ranks = torch.as_tensor(np.asarray(ranks) if isinstance(ranks, np.ndarray) else ranks)
+    buckets = bucket_of(np.asarray(key), edges)
     out = {}
     for b, name in enumerate(bucket_names(edges)):
         sel = torch.from_numpy(buckets == b)
-        acc = MetricAccumulator(tuple(ks))
         if sel.any():
+            acc = MetricAccumulator(tuple(ks))
             acc.update(ranks[sel])
             out[name] = {"users": int(sel.sum()), **acc.compute()}
         else:

@@ -47,3 +47,27 @@ def test_breakdown_partitions_users_and_matches_overall(tmp_path, by, edges):
     assert sum(p.get("hr@10", 0) * p["users"] for p in parts.values()) == pytest.approx(total)
     counts = train_item_counts(dm)
     assert counts[0] == 0 and counts.sum() == dm.split.train_end.sum()
+
+
+def test_bucket_metrics_of_a_ranks_dump_match_breakdown(tmp_path):
+    """The drivers' bucket tables read ``<run>.ranks.npz``; they must equal a fresh breakdown."""
+    from generec.eval.breakdown import bucket_metrics, ranks_and_rows
+    from generec.ranks_dump import user_facts, write_ranks
+
+    lines = [f"u{u}\ti{(u * 7 + t * (1 + u % 5)) % 30 + 1}" for u in range(60) for t in range(3 + u % 11)]
+    path = tmp_path / "walks.txt"
+    path.write_text("\n".join(lines) + "\n")
+    dm = SeqDataModule(registry=None, path=str(path), format="pairs", max_len=8)
+    dm.setup()
+    torch.manual_seed(1)
+    model = SASRec(num_items=dm.num_items, max_len=8, hidden_size=8, inner_size=16, num_layers=1)
+    ranks, _, _ = ranks_and_rows(model, dm, "test")
+    users = dm.eval_rows["test"].tensors["users"].numpy()
+    dump = write_ranks(tmp_path / "run.ranks.npz", users, ranks.numpy(), **user_facts(dm, users))
+    z = np.load(dump)
+    edges = (0, 4, 8)
+    assert bucket_metrics(z["ranks"], z["target_pop"], edges) == breakdown(
+        model, dm, "test", by="popularity", edges=edges
+    )
+    parts = bucket_metrics(z["ranks"], z["history_len"], edges)
+    assert sum(p["users"] for p in parts.values()) == len(users)
