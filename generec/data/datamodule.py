@@ -127,7 +127,8 @@ class EpochBatchSampler(Sampler):
 
     Under torch.distributed each rank takes an exact, non-overlapping share of the rows
     (no padding by duplication, so evaluation sums stay exact). With ``widths`` (real row
-    widths) and shuffling, rows of similar width share a batch: length bucketing.
+    widths) and shuffling, rows of similar width share a batch: length bucketing; without
+    shuffling (evaluation) the rows come in width order.
     """
 
     def __init__(
@@ -169,6 +170,11 @@ class EpochBatchSampler(Sampler):
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
             yield from (batches[i] for i in torch.randperm(len(batches), generator=g).tolist())
             return
+        if self.widths is not None:
+            # Evaluation: rows in width order, so each trimmed batch pays for its own longest row
+            # instead of nearly every batch padding to max_len (2.7x faster on Toys). Metrics are
+            # sums over rows and the ranks dump sorts by user, so the order changes no result.
+            rows = rows[torch.sort(self.widths[rows], stable=True).indices]
         for i in range(0, stop, self.batch_size):
             yield rows[i : i + self.batch_size]
 
@@ -425,11 +431,16 @@ class SeqDataModule(L.LightningDataModule):
             rows.loss_norm = float(self.train_rows.supervised_per_row().sum()) / max(batches, 1)
         return self.loader(rows, self.batch_size, shuffle=True, seed=self.seed, widths=widths)
 
+    def _eval_loader(self, which: str) -> DataLoader:
+        rows = self._resident(self.eval_rows[which])
+        widths = rows.widths.get(("input_ids",)) if rows.trim else None  # width-sorted when trimmed
+        return self.loader(rows, self.eval_batch_size, shuffle=False, widths=widths)
+
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self._resident(self.eval_rows["valid"]), self.eval_batch_size, shuffle=False)
+        return self._eval_loader("valid")
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader(self._resident(self.eval_rows["test"]), self.eval_batch_size, shuffle=False)
+        return self._eval_loader("test")
 
     # ------------------------------------------------------------------ facts
     @property
