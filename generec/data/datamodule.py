@@ -56,6 +56,16 @@ class TensorRows(Dataset):
         # parts, each trimmed to its own width. The model concatenates the parts' supervised states
         # before one loss, so a step sees exactly the unbucketed batch at close to bucketed cost.
         self.sub_batches = 1
+        # Every row supervised at its last column only (prefixes / last protocols): batches then say
+        # so (``last_only``) and the encoders compute the final block at that position alone.
+        targets = tensors.get("targets")
+        self.last_only = bool(
+            ("input_ids", "targets") in trim_groups  # training rows (eval targets are not positions)
+            and targets is not None
+            and targets.dim() == 2
+            and bool((targets[:, -1] > 0).all())
+            and int((targets > 0).sum()) == len(targets)
+        )
         self.widths: dict[tuple[str, ...], torch.Tensor] = {}
         for group in trim_groups:
             present = [tensors[k] for k in group if k in tensors]
@@ -107,6 +117,8 @@ class TensorRows(Dataset):
                 for k in group:
                     if k in batch:
                         batch[k] = batch[k][:, -width:]
+        if self.last_only:
+            batch["last_only"] = True
         if self.count_supervised or self.loss_norm:
             n_supervised = int(self.supervised_per_row()[host_rows].sum())
             if self.count_supervised:

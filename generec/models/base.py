@@ -83,9 +83,20 @@ class SeqRecModule(L.LightningModule):
         """Output item table [num_items + 1, d]; row 0 is padding."""
         raise NotImplementedError
 
+    def last_hidden(self, input_ids: Tensor) -> Tensor:
+        """State after the newest (last) item: [B, d]. Encoders may skip the other positions' work."""
+        return self.sequence_hidden(input_ids)[:, -1]
+
     def encode(self, batch: dict[str, Tensor]) -> Tensor:
         """User state after the whole input sequence: [B, d] (or [B, K, d] for multi-interest)."""
-        return self.sequence_hidden(batch["input_ids"])[:, -1]
+        return self.last_hidden(batch["input_ids"])
+
+    def loss_hidden(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(hidden [B, L', d], targets [B, L']) for the loss: L' = 1 when only the last position is
+        supervised (``batch["last_only"]``, set on the host by the rows: prefixes / last protocols)."""
+        if batch.get("last_only"):
+            return self.last_hidden(batch["input_ids"])[:, None], batch["targets"][:, -1:]
+        return self.sequence_hidden(batch["input_ids"]), batch["targets"]
 
     def score(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits over the whole catalogue [B, num_items + 1]; multi-interest takes the max over K."""
@@ -107,8 +118,7 @@ class SeqRecModule(L.LightningModule):
 
     def supervised_states(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Hidden states and targets at the supervised positions of one batch: [N, d], [N]."""
-        hidden = self.sequence_hidden(batch["input_ids"])  # [B, L, d]
-        targets = batch["targets"]
+        hidden, targets = self.loss_hidden(batch)  # [B, L, d] (L = 1: last position only)
         supervised = targets > 0
         count = batch.get("num_supervised")
         if count is None:

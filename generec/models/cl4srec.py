@@ -65,15 +65,15 @@ class CL4SRec(SASRec):
         z1, z2 = [], []
         for ids in [input_ids] if isinstance(input_ids, Tensor) else input_ids:
             v1, v2 = self.views(ids)
-            z = self.sequence_hidden(torch.cat([v1, v2]))[:, -1]  # [2B, d]: both views in one pass
+            z = self.last_hidden(torch.cat([v1, v2]))  # [2B, d]: both views in one pass
             z1.append(z[: len(ids)])
             z2.append(z[len(ids) :])
         return info_nce(torch.cat(z1), torch.cat(z2), self.temperature, self.similarity)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         parts = batch_parts(batch)
-        hidden = [self.sequence_hidden(part["input_ids"]) for part in parts]  # [B_p, L_p, d] each
-        rec = next_item_loss(self, hidden, [part["targets"] for part in parts], batch_loss_scale(batch))
+        hidden, targets = zip(*(self.loss_hidden(part) for part in parts), strict=True)  # [B_p, L_p, d]
+        rec = next_item_loss(self, list(hidden), list(targets), batch_loss_scale(batch))
         cl = self.contrastive_loss([part["input_ids"] for part in parts])
         self.log("train/cl_loss", cl, on_step=False, on_epoch=True, batch_size=batch_rows(batch))
         return rec + self.cl_weight * cl

@@ -69,16 +69,17 @@ class DuoRec(SASRec):
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         parts = batch_parts(batch)
-        hidden, anchors, positives, lasts = [], [], [], []
+        hidden, targets, anchors, positives, lasts = [], [], [], [], []
         for part in parts:  # one part unless data.sub_batches > 1 (then length-sorted, trimmed parts)
-            h = self.sequence_hidden(part["input_ids"])  # [B_p, L_p, d]
+            h, t = self.loss_hidden(part)  # [B_p, L_p, d] (L_p = 1: last position only)
             last = part["targets"][:, -1]  # [B_p]
             pos = self.positives(part["input_ids"], last)
             hidden.append(h)
+            targets.append(t)
             anchors.append(h[:, -1])
-            positives.append(self.sequence_hidden(pos)[:, -1])  # [B_p, d], its own dropout mask
+            positives.append(self.last_hidden(pos))  # [B_p, d], its own dropout mask
             lasts.append(last)
-        rec = next_item_loss(self, hidden, [part["targets"] for part in parts], batch_loss_scale(batch))
+        rec = next_item_loss(self, hidden, targets, batch_loss_scale(batch))
         last = torch.cat(lasts)  # [B]
         same = last[:, None] == last[None, :]  # [B, B] same target -> not a negative
         cl = info_nce(torch.cat(anchors), torch.cat(positives), self.temperature, self.similarity, same=same)

@@ -51,15 +51,23 @@ class MultiHeadSelfAttention(nn.Module):
         self.attn_dropout = dropout
         self.out_dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """[B, L, d] -> [B, L, d]; with ``last_only`` only the last position queries: [B, 1, d]."""
         B, L, D = x.shape
-        q, k, v = (
-            self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        )  # [B, h, L, d_h]
+        if last_only:  # keys/values from every position, one query row: the readout needs no more
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], w[:D], b[:D]).view(B, 1, 1, self.heads, D // self.heads)
+            kv = F.linear(x, w[D:], b[D:]).view(B, L, 2, self.heads, D // self.heads)
+            q, (k, v) = q.permute(2, 0, 3, 1, 4)[0], kv.permute(2, 0, 3, 1, 4)  # [B, h, 1|L, d_h]
+            mask = mask[:, :, -1:]
+        else:
+            q, k, v = (
+                self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+            )  # [B, h, L, d_h]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
         )
-        y = y.transpose(1, 2).reshape(B, L, D)
+        y = y.transpose(1, 2).reshape(B, q.shape[2], D)
         return self.out_dropout(self.out(y))
 
 
@@ -102,6 +110,8 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(hidden, inner, dropout, activation)
         self.norm2 = nn.LayerNorm(hidden, eps=layer_norm_eps)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = self.norm1(x + self.attn(x, mask))
+    def forward(self, x: Tensor, mask: Tensor, last_only: bool = False) -> Tensor:
+        """[B, L, d] -> [B, L, d], or [B, 1, d] for the last position alone (``last_only``)."""
+        y = self.attn(x, mask, last_only)
+        x = self.norm1((x[:, -1:] if last_only else x) + y)
         return self.norm2(x + self.ffn(x))

@@ -81,14 +81,23 @@ class SASRec(SeqRecModule):
             nn.init.zeros_(module.bias)
 
     def sequence_hidden(self, input_ids: Tensor) -> Tensor:
+        return self._encode(input_ids, last_only=False)
+
+    def last_hidden(self, input_ids: Tensor) -> Tensor:
+        """State after the newest item [B, d]; the last block computes that one position only."""
+        if type(self).sequence_hidden is not SASRec.sequence_hidden:  # a subclass changed the encoder
+            return super().last_hidden(input_ids)
+        return self._encode(input_ids, last_only=True)[:, -1]
+
+    def _encode(self, input_ids: Tensor, last_only: bool) -> Tensor:
         L = input_ids.shape[1]
         if L > self.max_len:
             raise ValueError(f"input length {L} exceeds model.max_len={self.max_len}")
         positions = sequence_positions(input_ids, self.max_len, self.position_mode)
         x = self.emb_dropout(self.emb_norm(self.item_emb(input_ids) + self.pos_emb(positions)))  # [B, L, d]
         mask = causal_padding_mask(input_ids)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only=last_only and i == len(self.blocks) - 1)
         return x
 
     def item_embeddings(self) -> Tensor:

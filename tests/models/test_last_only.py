@@ -1,0 +1,82 @@
+"""Last-position fast path: when only the newest position is read (scoring, prefixes / last rows), the
+final transformer block computes that position alone. It must be the same function as the full pass."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from generec.data.datamodule import SeqDataModule
+from generec.models.ac_sasrec import ACSASRec
+from generec.models.cl4srec import CL4SRec
+from generec.models.duorec import DuoRec
+from generec.models.sasrec import SASRec
+
+TINY = dict(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, dropout=0.0)
+
+
+def _left_padded(batch: int = 12, width: int = 9, items: int = 40) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, items + 1, (batch, width), generator=g)
+    lengths = torch.randint(1, width + 1, (batch,), generator=g)
+    return torch.where(torch.arange(width) >= width - lengths[:, None], ids, 0)
+
+
+@pytest.mark.parametrize("position_mode", ["left", "right"])
+def test_last_hidden_equals_the_full_pass_at_the_last_position(position_mode):
+    torch.manual_seed(0)
+    model = SASRec(num_items=40, max_len=9, position_mode=position_mode, **TINY).eval()
+    ids = _left_padded()
+    with torch.no_grad():
+        torch.testing.assert_close(model.last_hidden(ids), model.sequence_hidden(ids)[:, -1])
+
+
+def test_a_subclass_with_its_own_encoder_keeps_it():
+    torch.manual_seed(0)
+    model = ACSASRec(num_items=40, max_len=9, **TINY).eval()
+    ids = _left_padded()
+    with torch.no_grad():
+        torch.testing.assert_close(model.last_hidden(ids), model.sequence_hidden(ids)[:, -1])
+
+
+def _datamodule(shared_data_dir, cache_dir, protocol: str) -> SeqDataModule:
+    os.environ["GENEREC_DATA_DIR"] = str(shared_data_dir)
+    dm = SeqDataModule(registry="ml-100k", batch_size=96, protocol=protocol, seed=2, cache_dir=cache_dir)
+    dm.setup()
+    dm.set_trimming(True)
+    return dm
+
+
+@pytest.mark.parametrize("protocol,expected", [("prefixes", True), ("last", True), ("all_positions", False)])
+def test_rows_say_when_only_the_last_column_is_supervised(shared_data_dir, tmp_path, protocol, expected):
+    dm = _datamodule(shared_data_dir, str(tmp_path), protocol)
+    assert dm.train_rows.last_only is expected
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.get("last_only", False) is expected
+    assert "last_only" not in next(iter(dm.val_dataloader()))
+
+
+@pytest.mark.parametrize("cls", [SASRec, CL4SRec, DuoRec])
+def test_loss_and_gradients_match_the_full_pass(shared_data_dir, tmp_path, cls):
+    """Without dropout the fast path is the same loss; views and positives draw the same randoms."""
+    dm = _datamodule(shared_data_dir, str(tmp_path), "prefixes")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["last_only"]
+    torch.manual_seed(0)
+    model = cls(num_items=dm.num_items, **TINY)
+    if isinstance(model, DuoRec):
+        model.set_positive_pool(dm.train_rows.tensors["input_ids"], dm.train_rows.tensors["targets"][:, -1])
+    results = []
+    for flagged in (batch, {k: v for k, v in batch.items() if k != "last_only"}):
+        model.zero_grad()
+        torch.manual_seed(1)
+        loss = model.compute_loss(flagged)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (fast, fast_grads), (full, full_grads) = results
+    torch.testing.assert_close(fast, full)
+    assert len(fast_grads) == len(full_grads)
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
