@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from generec.eval.breakdown import LENGTH_EDGES, POPULARITY_EDGES, bucket_metrics, bucket_names
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the summary works from a checkout without the package installed
+
+from generec.eval.breakdown import LENGTH_EDGES, POPULARITY_EDGES, bucket_metrics, bucket_names  # noqa: E402
+
 OPS = ["insert", "delete", "replace", "crop", "mask", "reorder", "subset_split"]
 
 # name -> overrides. "SASRec without augmentation" = data.protocol=last (one row per training
@@ -41,6 +43,11 @@ def grid(kind: str) -> dict[str, list[str]]:
         full[f"sasrec+slide_window+{op}"] = ["model=sasrec", f"augment=[slide_window,{op}]"]
     for m in ("cl4srec", "coserec", "iclrec", "duorec"):
         full[m] = [f"model={m}"]
+    # The CL methods on slide-window rows too (RecBole-based CL code trains on every prefix): does the
+    # contrastive term add anything once the rows are augmented? Run with --only, not in "full".
+    extra = {f"{m}+slide_window": [f"model={m}", "augment=slide_window"] for m in ("cl4srec", "duorec")}
+    if kind == "with_cl_slide_window":
+        return {**full, **extra}
     if kind == "full":
         return full
     if kind == "reduced":
@@ -184,7 +191,7 @@ def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", choices=["reduced", "full"], default="reduced")
+    p.add_argument("--grid", choices=["reduced", "full", "with_cl_slide_window"], default="reduced")
     p.add_argument("--datasets", nargs="+", default=["toys"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--cold-start", nargs="+", type=float, default=[1.0], help="user fractions (1.0 = warm)")
