@@ -24,15 +24,20 @@ def test_bucket_edges():
     ]
 
 
-@pytest.mark.parametrize("by,edges", [("popularity", (0, 3, 6)), ("length", (0, 4, 8))])
-def test_breakdown_partitions_users_and_matches_overall(tmp_path, by, edges):
-    lines = [f"u{u}\ti{(u * 5 + t * (1 + u % 4)) % 20 + 1}" for u in range(40) for t in range(4 + u % 9)]
+def _walks_and_model(tmp_path, lines: list[str], seed: int) -> tuple[SeqDataModule, SASRec]:
+    """A small user-item pairs file as a datamodule, and a seeded one-layer SASRec over it."""
     path = tmp_path / "walks.txt"
     path.write_text("\n".join(lines) + "\n")
     dm = SeqDataModule(registry=None, path=str(path), format="pairs", max_len=8)
     dm.setup()
-    torch.manual_seed(0)
-    model = SASRec(num_items=dm.num_items, max_len=8, hidden_size=8, inner_size=16, num_layers=1)
+    torch.manual_seed(seed)
+    return dm, SASRec(num_items=dm.num_items, max_len=8, hidden_size=8, inner_size=16, num_layers=1)
+
+
+@pytest.mark.parametrize("by,edges", [("popularity", (0, 3, 6)), ("length", (0, 4, 8))])
+def test_breakdown_partitions_users_and_matches_overall(tmp_path, by, edges):
+    lines = [f"u{u}\ti{(u * 5 + t * (1 + u % 4)) % 20 + 1}" for u in range(40) for t in range(4 + u % 9)]
+    dm, model = _walks_and_model(tmp_path, lines, seed=0)
     parts = breakdown(model, dm, "test", by=by, edges=edges, ks=(10,))
     assert sum(p["users"] for p in parts.values()) == len(dm.eval_rows["test"])
     overall = MetricAccumulator((10,))
@@ -55,12 +60,7 @@ def test_bucket_metrics_of_a_ranks_dump_match_breakdown(tmp_path):
     from generec.ranks_dump import user_facts, write_ranks
 
     lines = [f"u{u}\ti{(u * 7 + t * (1 + u % 5)) % 30 + 1}" for u in range(60) for t in range(3 + u % 11)]
-    path = tmp_path / "walks.txt"
-    path.write_text("\n".join(lines) + "\n")
-    dm = SeqDataModule(registry=None, path=str(path), format="pairs", max_len=8)
-    dm.setup()
-    torch.manual_seed(1)
-    model = SASRec(num_items=dm.num_items, max_len=8, hidden_size=8, inner_size=16, num_layers=1)
+    dm, model = _walks_and_model(tmp_path, lines, seed=1)
     ranks, _, _ = ranks_and_rows(model, dm, "test")
     users = dm.eval_rows["test"].tensors["users"].numpy()
     dump = write_ranks(tmp_path / "run.ranks.npz", users, ranks.numpy(), **user_facts(dm, users))
