@@ -55,10 +55,14 @@ class MultiHeadSelfAttention(nn.Module):
         """[B, L, d] -> [B, L, d]; with ``last_only`` only the last position queries: [B, 1, d]."""
         B, L, D = x.shape
         if last_only:  # keys/values from every position, one query row: the readout needs no more
-            w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, -1:], w[:D], b[:D]).view(B, 1, 1, self.heads, D // self.heads)
-            kv = F.linear(x, w[D:], b[D:]).view(B, L, 2, self.heads, D // self.heads)
-            q, (k, v) = q.permute(2, 0, 3, 1, 4)[0], kv.permute(2, 0, 3, 1, 4)  # [B, h, 1|L, d_h]
+            heads = (self.heads, D // self.heads)
+            if type(self.qkv) is nn.Linear:  # project the query of the last position only
+                w, b = self.qkv.weight, self.qkv.bias
+                q = F.linear(x[:, -1:], w[:D], b[:D]).view(B, 1, *heads).transpose(1, 2)
+                k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, *heads).permute(2, 0, 3, 1, 4)
+            else:  # a replaced projection (e.g. a quantized copy for the robustness audit): use it whole
+                qkv = self.qkv(x).view(B, L, 3, *heads).permute(2, 0, 3, 1, 4)  # [3, B, h, L, d_h]
+                q, k, v = qkv[0][:, :, -1:], qkv[1], qkv[2]
             mask = mask[:, :, -1:]
         else:
             q, k, v = (
