@@ -104,6 +104,11 @@ def popularity(dataset: str, cold: float) -> dict[str, float]:
     return acc.compute()
 
 
+def mean_std(v: np.ndarray) -> str:
+    """'mean ± sample std'; one seed has no spread to show."""
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
 BUCKETS = {"popularity": ("target_pop", POPULARITY_EDGES), "length": ("history_len", LENGTH_EDGES)}
 
 
@@ -130,7 +135,7 @@ def bucket_tables(out: Path, names: list[str], dataset: str, seeds, cold: float,
             cells = []
             for bucket in bucket_names(edges):
                 v = np.array([m[bucket].get(metric, np.nan) for m in per_seed])
-                cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+                cells.append(mean_std(v))
             rows.append(f"| {name} | " + " | ".join(cells) + f" | {len(per_seed)} |")
         if not rows:
             continue
@@ -167,7 +172,7 @@ def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
                 cells = []
                 for k in keys:
                     v = np.array([r["metrics"]["test"][k] for r in recs])
-                    cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+                    cells.append(mean_std(v))
                 to_best = [sum(r["epoch_seconds"][: (r["best_epoch"] or 0) + 1]) for r in recs]
                 cells += [
                     str(len(recs)),
