@@ -85,7 +85,7 @@ def bucket_metrics(
     Shared by ``breakdown`` (fresh scoring) and the drivers, which read ``<run>.ranks.npz``
     (``target_pop`` / ``history_len``) instead of scoring again.
     """
-    ranks = torch.as_tensor(np.asarray(ranks) if isinstance(ranks, np.ndarray) else ranks)
+    ranks = torch.as_tensor(ranks)
     buckets = bucket_of(np.asarray(key), edges)
     out = {}
     for b, name in enumerate(bucket_names(edges)):
