@@ -56,8 +56,13 @@ def grid(kind: str) -> dict[str, list[str]]:
     raise ValueError(kind)
 
 
+def run_tag(dataset: str, cold: float, name: str, seed: int) -> str:
+    """One run's folder name under ``records/``, ``runs/`` and ``logs/``."""
+    return f"{dataset}-cold{cold}-{name}-s{seed}".replace("+", "_")
+
+
 def run_one(name, overrides, dataset, seed, cold, args) -> Path | None:
-    tag = f"{dataset}-cold{cold}-{name}-s{seed}".replace("+", "_")
+    tag = run_tag(dataset, cold, name, seed)
     res_dir = Path(args.out) / "records" / tag
     if list(res_dir.glob("*.json")):
         return res_dir  # resumable
@@ -123,10 +128,9 @@ def bucket_tables(out: Path, names: list[str], dataset: str, seeds, cold: float,
         header = None
         rows = []
         for name in names:
-            tag = f"{dataset}-cold{cold}-{name}-s{{seed}}".replace("+", "_")
             per_seed = []
             for seed in seeds:
-                for dump in (out / "records" / tag.format(seed=seed)).glob("*.ranks.npz"):
+                for dump in (out / "records" / run_tag(dataset, cold, name, seed)).glob("*.ranks.npz"):
                     z = np.load(dump)
                     per_seed.append(bucket_metrics(z["ranks"], z[field], edges, ks=(10, 20)))
             if not per_seed:
@@ -164,8 +168,8 @@ def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
             for name in names:
                 recs = []
                 for seed in seeds:
-                    tag = f"{dataset}-cold{cold}-{name}-s{seed}".replace("+", "_")
-                    recs += [json.loads(p.read_text()) for p in (out / "records" / tag).glob("*.json")]
+                    records = out / "records" / run_tag(dataset, cold, name, seed)
+                    recs += [json.loads(p.read_text()) for p in records.glob("*.json")]
                 if not recs:
                     lines.append(f"| {name} | " + " | ".join("not run" for _ in keys) + " | 0 | | | | | |")
                     continue
