@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the summary works from a checkout without the package installed
 
 from generec.eval.breakdown import LENGTH_EDGES, POPULARITY_EDGES, bucket_metrics, bucket_names  # noqa: E402
+from generec.results import atomic_write_text  # noqa: E402
 
 OPS = ["insert", "delete", "replace", "crop", "mask", "reorder", "subset_split"]
 
@@ -114,6 +115,7 @@ def mean_std(v: np.ndarray) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
 
 
+METRIC_KEYS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20"]
 BUCKETS = {"popularity": ("target_pop", POPULARITY_EDGES), "length": ("history_len", LENGTH_EDGES)}
 
 
@@ -154,43 +156,79 @@ def bucket_tables(out: Path, names: list[str], dataset: str, seeds, cold: float,
     return lines
 
 
-def summarize(out: Path, names: list[str], datasets, seeds, colds) -> str:
-    keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20"]
+def run_entry(tag: str, rec: dict) -> dict:
+    """The few facts of one run that the tables and ``--summary-json`` keep (the record has the rest)."""
+    best = rec["best_epoch"]
+    return {
+        "run": tag,
+        "run_id": rec["run_id"],
+        "seed": rec["seed"],
+        "test": {k: rec["metrics"]["test"][k] for k in METRIC_KEYS},
+        "valid_ndcg@10": rec["metrics"]["valid"].get("ndcg@10"),
+        "best_epoch": best,
+        "epochs_run": rec["epochs_run"],
+        "train_seconds_per_epoch": round(rec["train_seconds_per_epoch"], 2),
+        "seconds_to_best": round(sum(rec["epoch_seconds"][: (best or 0) + 1]), 1),
+        "eval_seconds": round(rec["eval_seconds"], 2),
+        "peak_memory_mib": round(rec["peak_memory_mib"]),
+        "num_train_rows": rec["dataset"]["num_train_rows"],
+        "fingerprint": rec["dataset"].get("fingerprint"),
+        "git_commit": rec["git_commit"],
+    }
+
+
+def collect(out: Path, names, datasets, seeds, colds, earlier: dict[str, dict]) -> dict[str, dict]:
+    """Run tag -> entry for the grid: from the records under ``out``, else from ``earlier`` entries.
+
+    ``earlier`` is a summary JSON committed by a previous session, whose ``results/`` may be gone: its
+    runs still count in the tables (but not in the bucket tables, which need the ranks dumps).
+    """
+    entries = {}
+    for dataset in datasets:
+        for cold in colds:
+            for name in names:
+                for seed in seeds:
+                    tag = run_tag(dataset, cold, name, seed)
+                    recs = [json.loads(p.read_text()) for p in (out / "records" / tag).glob("*.json")]
+                    if recs:
+                        entries[tag] = run_entry(tag, recs[0])
+                    elif tag in earlier:
+                        entries[tag] = earlier[tag]
+    return entries
+
+
+def summarize(out: Path, names: list[str], datasets, seeds, colds, entries: dict[str, dict]) -> str:
     lines = []
     for dataset in datasets:
         for cold in colds:
             lines += [
                 f"\n### {dataset}, {'warm (all users)' if cold >= 1 else f'cold start: {cold:.0%} of users'}\n",
-                "| method | " + " | ".join(f"test {k}" for k in keys)
+                "| method | " + " | ".join(f"test {k}" for k in METRIC_KEYS)
                 + " | seeds | train rows | best epoch | s/epoch (train) | s to best | peak RSS MiB |",
-                "|---|" + "---|" * (len(keys) + 6),
+                "|---|" + "---|" * (len(METRIC_KEYS) + 6),
             ]  # fmt: skip
             for name in names:
-                recs = []
-                for seed in seeds:
-                    records = out / "records" / run_tag(dataset, cold, name, seed)
-                    recs += [json.loads(p.read_text()) for p in records.glob("*.json")]
-                if not recs:
-                    lines.append(f"| {name} | " + " | ".join("not run" for _ in keys) + " | 0 | | | | | |")
+                runs = [entries[t] for s in seeds if (t := run_tag(dataset, cold, name, s)) in entries]
+                if not runs:
+                    lines.append(
+                        f"| {name} | " + " | ".join("not run" for _ in METRIC_KEYS) + " | 0 | | | | | |"
+                    )
                     continue
-                cells = []
-                for k in keys:
-                    v = np.array([r["metrics"]["test"][k] for r in recs])
-                    cells.append(mean_std(v))
-                to_best = [sum(r["epoch_seconds"][: (r["best_epoch"] or 0) + 1]) for r in recs]
+                cells = [mean_std(np.array([r["test"][k] for r in runs])) for k in METRIC_KEYS]
+                to_best = [r["seconds_to_best"] for r in runs if "seconds_to_best" in r]
                 cells += [
-                    str(len(recs)),
-                    str(recs[0]["dataset"]["num_train_rows"]),
-                    " / ".join(str(r["best_epoch"]) for r in recs),
-                    f"{np.mean([r['train_seconds_per_epoch'] for r in recs]):.1f}",
-                    f"{np.mean(to_best):.0f}",
-                    f"{np.mean([r['peak_memory_mib'] for r in recs]):.0f}",
+                    str(len(runs)),
+                    str(runs[0]["num_train_rows"]),
+                    " / ".join(str(r["best_epoch"]) for r in runs),
+                    f"{np.mean([r['train_seconds_per_epoch'] for r in runs]):.1f}",
+                    f"{np.mean(to_best):.0f}" if len(to_best) == len(runs) else "",
+                    f"{np.mean([r['peak_memory_mib'] for r in runs]):.0f}",
                 ]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             try:
                 pop = popularity(dataset, cold)
                 lines.append(
-                    "| popularity | " + " | ".join(f"{pop[k]:.4f}" for k in keys) + " | – | | | | | |"
+                    "| popularity | " + " | ".join(f"{pop[k]:.4f}" for k in METRIC_KEYS) + " | – | | | | | |"
                 )
             except Exception as e:  # noqa: BLE001 - the table is still worth writing
                 lines.append(f"| popularity | failed: {e} |")
@@ -216,6 +254,11 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="subset of method names")
     p.add_argument("--out", default="results/da4rec")
     p.add_argument("--summarize-only", action="store_true")
+    p.add_argument(
+        "--summary-json",
+        type=Path,
+        help="per-run summary to read and update: its runs without a record under --out still count",
+    )
     p.add_argument("extra", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = p.parse_args()
     out = Path(args.out)
@@ -233,8 +276,15 @@ def main() -> None:
         print(f"{len(jobs)} runs, {args.workers} at a time", flush=True)
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(lambda j: run_one(*j, args), jobs))
-    table = summarize(out, list(methods), args.datasets, args.seeds, args.cold_start)
-    (out / "table.md").write_text(table)
+    earlier = {}
+    if args.summary_json is not None and args.summary_json.is_file():
+        earlier = {e["run"]: e for e in json.loads(args.summary_json.read_text())}
+    entries = collect(out, list(methods), args.datasets, args.seeds, args.cold_start, earlier)
+    if args.summary_json is not None:  # runs outside this grid's selection are kept as they were
+        merged = {**earlier, **entries}
+        atomic_write_text(args.summary_json, json.dumps([merged[k] for k in sorted(merged)], indent=1) + "\n")
+    table = summarize(out, list(methods), args.datasets, args.seeds, args.cold_start, entries)
+    atomic_write_text(out / "table.md", table)
     print(table)
     missing = sum(1 for line in table.splitlines() if "not run" in line)
     if missing:
