@@ -190,8 +190,9 @@ def collect(out: Path, names, datasets, seeds, colds, earlier: dict[str, dict]) 
                 for seed in seeds:
                     tag = run_tag(dataset, cold, name, seed)
                     recs = [json.loads(p.read_text()) for p in (out / "records" / tag).glob("*.json")]
-                    if recs:
-                        entries[tag] = run_entry(tag, recs[0])
+                    if recs:  # a re-run leaves two records: the newest counts
+                        newest = max(recs, key=lambda r: (r.get("created") or "", r["run_id"]))
+                        entries[tag] = run_entry(tag, newest)
                     elif tag in earlier:
                         entries[tag] = earlier[tag]
     return entries
