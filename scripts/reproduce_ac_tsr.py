@@ -12,6 +12,7 @@ Short CPU protocol used in docs/reproductions/ac_tsr.md: see that file for the e
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -37,6 +38,12 @@ VARIANTS = {
 # Models whose training step may be cut into length-sorted trimmed parts (data.sub_batches): the same
 # losses and gradients at ~2.5x less CPU on Beauty's prefixes (docs/benchmarks.md). BERT4Rec's do not.
 SUB_BATCHED_MODELS = {"sasrec", "ac_sasrec"}
+COLOURS = {  # one per variant in the diagnostic plot
+    "sasrec": "tab:gray",
+    "ac_sasrec": "tab:blue",
+    "ac_sasrec_spatial": "tab:green",
+    "ac_sasrec_adversarial": "tab:orange",
+}
 BACKBONE = {
     "ac_sasrec": "sasrec",
     "ac_bert4rec": "bert4rec",
@@ -242,6 +249,11 @@ def diagnostic(args: argparse.Namespace) -> str:
     dm.setup()
     side = dm.data.item_side[args.diag_field]
     cats = [set(str(c).split()) for c in side]
+    # A category on most items (Toys' attribute 2 is on every item: the catalogue's root) says nothing
+    # about the target and would make every history item "same-category"; drop such categories.
+    counts = collections.Counter(c for item in cats[1:] for c in item)
+    common = {c for c, k in counts.items() if k > args.diag_max_share * (len(cats) - 1)}
+    cats = [item - common for item in cats]
     test = dm.eval_rows["test"].tensors
     n = min(args.diag_users, len(test["targets"]))
     ids, targets = test["input_ids"][:n], test["targets"][:n].tolist()
@@ -256,10 +268,21 @@ def diagnostic(args: argparse.Namespace) -> str:
         f"### Attention diagnostic ({dataset}, field `{args.diag_field}`, {int(keep.sum())} test users)",
         "",
     ]
+    if common:
+        lines += [
+            f"Ignored: {len(common)} value(s) on more than {args.diag_max_share:.0%} of items "
+            f"({', '.join(sorted(common)[:5])}).",
+            "",
+        ]
     lines += ["| model | seed | attention on same-category items | their share of the history | ratio |"]
     lines.append("|---|---|---|---|---|")
     ratios: dict[str, list[float]] = {}
-    classes = {"sasrec": SASRec, "ac_sasrec": ACSASRec, "ac_sasrec_spatial": ACSASRec}
+    classes = {
+        "sasrec": SASRec,
+        "ac_sasrec": ACSASRec,
+        "ac_sasrec_spatial": ACSASRec,
+        "ac_sasrec_adversarial": ACSASRec,
+    }
     runs = [(v, r["seed"], r["checkpoint"]) for v in classes for r in records(args.root, dataset, v)]
     for spec in args.diag_ckpt:  # VARIANT:SEED:PATH, e.g. a run that did not finish
         variant, seed, path = spec.split(":", 2)
@@ -273,16 +296,17 @@ def diagnostic(args: argparse.Namespace) -> str:
         ratios.setdefault(variant, []).append(ratio)
         lines.append(f"| {variant} | {seed} | {m:.3f} | {f:.3f} | {ratio:.3f} |")
     if args.diag_plot and ratios:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
+        fig, ax = plt.subplots(figsize=(6, 3.6))
         names = list(ratios)
         ax.bar(
             names,
             [statistics.fmean(v) for v in ratios.values()],
-            color=["tab:gray", "tab:blue"][: len(names)],
+            color=[COLOURS.get(n, "tab:purple") for n in names],
         )
         for i, v in enumerate(ratios.values()):
             ax.scatter([i] * len(v), v, color="black", zorder=3, s=12)
         ax.axhline(1.0, ls="--", color="red", lw=1)
+        ax.tick_params(axis="x", labelrotation=15, labelsize=8)
         ax.set_ylabel("attention share / history share\n(same-category items)")
         ax.set_title(f"{dataset}: last-position attention, last layer", fontsize=9)
         fig.tight_layout()
@@ -324,7 +348,10 @@ def bench(args: argparse.Namespace) -> str:
     dm.setup()
     g = torch.Generator().manual_seed(0)
     rows = dm.train_rows[torch.randperm(len(dm.train_rows), generator=g)[: 256 * (args.bench_steps + 1)]]
-    batches = [{k: v[i * 256 : (i + 1) * 256] for k, v in rows.items()} for i in range(args.bench_steps + 1)]
+    batches = [  # flags such as ``last_only`` pass through unsliced
+        {k: v[i * 256 : (i + 1) * 256] if torch.is_tensor(v) else v for k, v in rows.items()}
+        for i in range(args.bench_steps + 1)
+    ]
     lines = [f"### Training-step cost on {dataset} (batch 256, L = 50, preset sizes, 1 CPU thread)", ""]
     lines += [
         "| model | parameters | CPU s / step | ratio | saved activations MiB | ratio |",
@@ -382,6 +409,12 @@ def main() -> None:
     p.add_argument("--bench-steps", type=int, default=5)
     p.add_argument("--diag-field", default="class", help="item side field holding space-separated categories")
     p.add_argument("--diag-users", type=int, default=2000)
+    p.add_argument(
+        "--diag-max-share",
+        type=float,
+        default=0.5,
+        help="ignore category values carried by more than this fraction of items",
+    )
     p.add_argument("--diag-ckpt", action="append", default=[], help="VARIANT:SEED:CHECKPOINT (repeatable)")
     p.add_argument("--diag-plot", type=Path, default=None)
     p.add_argument("extra", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_epochs=5")
