@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,3 +31,16 @@ def shared_data_dir() -> Path:
             pytrace=False,
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def script_module():
+    """Imports ``scripts/<name>.py`` as a module (the drivers are scripts, not package modules)."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_ac_tsr.py"
 
-
-def _driver():
-    spec = importlib.util.spec_from_file_location("reproduce_ac_tsr", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_measures_backbone_and_calibrated_model(shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def test_bench_measures_backbone_and_calibrated_model(
+    shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch, script_module
+):
     monkeypatch.setenv("GENEREC_DATA_DIR", str(shared_data_dir))
     args = argparse.Namespace(datasets=["toys"], variants=["sasrec", "ac_sasrec"], bench_steps=1)
     threads = torch.get_num_threads()
     try:
-        table = _driver().bench(args)
+        table = script_module("reproduce_ac_tsr").bench(args)
     finally:
         torch.set_num_threads(threads)  # the bench pins one thread; later tests keep theirs
     rows = {

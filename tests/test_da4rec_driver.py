@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_da4rec.py"
-
-
-def _driver():
-    spec = importlib.util.spec_from_file_location("reproduce_da4rec", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record(run_id: str, seed: int, ndcg: float) -> dict:
@@ -35,8 +25,8 @@ def _record(run_id: str, seed: int, ndcg: float) -> dict:
     }
 
 
-def test_collect_prefers_records_and_keeps_earlier_entries(tmp_path: Path):
-    d = _driver()
+def test_collect_prefers_records_and_keeps_earlier_entries(tmp_path: Path, script_module):
+    d = script_module("reproduce_da4rec")
     tag1, tag2 = d.run_tag("toys", 1.0, "sasrec+crop", 1), d.run_tag("toys", 1.0, "sasrec+crop", 2)
     (tmp_path / "records" / tag1).mkdir(parents=True)
     (tmp_path / "records" / tag1 / "r1.json").write_text(json.dumps(_record("r1", 1, 0.03)))
