@@ -53,6 +53,11 @@ class ACBERT4Rec(AdversarialCalibrationMixin, BERT4Rec):
     def sequence_hidden(self, input_ids: Tensor) -> Tensor:
         return self.head(self.calibrated_forward(input_ids)[0].hidden)
 
+    def encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """The [MASK] in the last column scores the catalogue: the final block computes that column alone."""
+        out = self.calibrated_forward(self.with_mask_last(batch["input_ids"]), last_only=True)[0]
+        return self.head(out.hidden)[:, -1]
+
     def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         inputs, labels = self.mask_items(self.training_window(batch))
         out, mask = self.calibrated_forward(inputs, return_attacked=self.adversarial)

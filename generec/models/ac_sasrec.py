@@ -54,6 +54,10 @@ class ACSASRec(AdversarialCalibrationMixin, SASRec):
     def sequence_hidden(self, input_ids: Tensor) -> Tensor:
         return self.calibrated_forward(input_ids)[0].hidden
 
+    def last_hidden(self, input_ids: Tensor) -> Tensor:
+        """Scoring reads the newest position: the final calibrated block computes it alone."""
+        return self.calibrated_forward(input_ids, last_only=True)[0].hidden[:, -1]
+
     @property
     def accepts_sub_batches(self) -> bool:
         """Parts are encoded one by one; both losses (and the perturbation norm) cover the whole batch."""
@@ -61,8 +65,12 @@ class ACSASRec(AdversarialCalibrationMixin, SASRec):
 
     def calibrated_losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         parts = batch_parts(batch)  # the batch, or its length-sorted trimmed parts (data.sub_batches)
-        forwards = [self.calibrated_forward(p["input_ids"], return_attacked=self.adversarial) for p in parts]
-        targets = [p["targets"] for p in parts]
+        last = bool(batch.get("last_only") or parts[0].get("last_only"))  # prefixes / last rows
+        forwards = [
+            self.calibrated_forward(p["input_ids"], return_attacked=self.adversarial, last_only=last)
+            for p in parts
+        ]
+        targets = [p["targets"][:, -1:] if last else p["targets"] for p in parts]
         scale = batch_loss_scale(batch)
         rec = next_item_loss(self, [out.hidden for out, _ in forwards], targets, scale)
         if not self.adversarial:

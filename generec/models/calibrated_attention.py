@@ -97,45 +97,61 @@ class CalibratedSelfAttention(nn.Module):
         return self.out_dropout(self.out(y.transpose(1, 2).reshape(B, L, h * dh)))  # [B, L, d]
 
     def spatial_terms(self, q: Tensor, k: Tensor) -> Tensor:
-        """Order log-likelihood + distance bonus for every (query, key) pair: [B, h, L, L]."""
-        L = q.shape[2]
-        idx = torch.arange(L, device=q.device)
+        """Order log-likelihood + distance bonus for every (query, key) pair: [B, h, Lq, L].
+
+        The Lq queries are the *last* Lq of the L key positions (Lq = 1: the newest position alone)."""
+        Lq, L = q.shape[2], k.shape[2]
+        kdx = torch.arange(L, device=q.device)
+        qdx = kdx[L - Lq :]
         bonus = q.new_zeros(())
         if self.use_order:
-            z = self.order_q(q) + self.order_k(k).transpose(-1, -2)  # [B, h, L, L] logit of "j after i"
-            after = (idx[None, :] > idx[:, None]).to(q.dtype)  # [L, L] true order
+            z = self.order_q(q) + self.order_k(k).transpose(-1, -2)  # [B, h, Lq, L] logit of "j after i"
+            after = (kdx[None, :] > qdx[:, None]).to(q.dtype)  # [Lq, L] true order
             bonus = bonus + after * F.logsigmoid(z) + (1 - after) * F.logsigmoid(-z)
         if self.use_distance:
-            pred = self.distance_q(q) + self.distance_k(k).transpose(-1, -2)  # [B, h, L, L]
-            true = torch.log((idx[None, :] - idx[:, None]).abs().to(q.dtype) + 1)  # [L, L]
+            pred = self.distance_q(q) + self.distance_k(k).transpose(-1, -2)  # [B, h, Lq, L]
+            true = torch.log((kdx[None, :] - qdx[:, None]).abs().to(q.dtype) + 1)  # [Lq, L]
             bonus = bonus - (true - pred).square() * self.distance_scale.square() / 2
         return bonus
 
-    def forward(self, x: Tensor, mask: Tensor, return_attacked: bool = False) -> AttentionOutput:
-        """x [B, L, d]; mask [B, 1, L, L] (True = may attend)."""
+    def forward(
+        self, x: Tensor, mask: Tensor, return_attacked: bool = False, last_only: bool = False
+    ) -> AttentionOutput:
+        """x [B, L, d]; mask [B, 1, L, L] (True = may attend).
+
+        ``last_only``: only the newest position queries (outputs [B, 1, d], attention [B, h, 1, L]); keys
+        and values still come from every position. The attacker's mask stays [B, h, L, L] when the
+        attacked branch is asked for, because its size penalty covers every (query, key) pair."""
         B, L, _ = x.shape
         mq, mk = self.query(x), self.key(x)  # [B, L, d]
-        q, k, v = self._heads(mq), self._heads(mk), self._heads(self.value(x))  # [B, h, L, d_h]
-        scores = q @ k.transpose(-1, -2)  # [B, h, L, L]
+        rq = mq[:, -1:] if last_only else mq  # the rows that query
+        rmask = mask[:, :, -1:] if last_only else mask  # [B, 1, Lq, L]
+        q, k, v = self._heads(rq), self._heads(mk), self._heads(self.value(x))  # [B, h, Lq|L, d_h]
+        scores = q @ k.transpose(-1, -2)  # [B, h, Lq, L]
         if self.use_order or self.use_distance:
             scores = scores + self.spatial_terms(q, k)
-        attn = self.attn_dropout(masked_softmax(scores / math.sqrt(self.head_dim), mask))  # A
+        attn = self.attn_dropout(masked_softmax(scores / math.sqrt(self.head_dim), rmask))  # A
         if not self.adversarial:
             return AttentionOutput(self._merge(attn, v), None, None, attn)
 
-        aq, ak = self._heads(self.attack_query(mq)), self._heads(self.attack_key(mk))  # [B, h, L, d_h]
-        perturb = masked_softmax(aq @ ak.transpose(-1, -2) / math.sqrt(self.head_dim), mask)
-        perturb = self.attn_dropout(perturb)  # M [B, h, L, L]
-        calibrated = masked_softmax(attn * torch.exp(1 - perturb), mask)
         if L > self.max_len:
             raise ValueError(f"sequence length {L} exceeds the gate width max_len={self.max_len}")
+        full_perturb = return_attacked or not last_only  # the penalty needs every row
+        aq = self._heads(self.attack_query(mq if full_perturb else rq))
+        ak = self._heads(self.attack_key(mk))  # [B, h, L, d_h]
+        perturb = masked_softmax(
+            aq @ ak.transpose(-1, -2) / math.sqrt(self.head_dim), mask if full_perturb else rmask
+        )
+        perturb = self.attn_dropout(perturb)  # M [B, h, L|1, L]
+        rperturb = perturb[:, :, -1:] if last_only else perturb  # M at the querying rows
+        calibrated = masked_softmax(attn * torch.exp(1 - rperturb), rmask)
         # Left padding: the L keys are the last L of the max_len gate columns.
-        gate = torch.sigmoid(self.gate(mq)[..., self.max_len - L :]).unsqueeze(1)  # [B, 1, L, L]
-        combined = masked_softmax(gate * attn + (1 - gate) * calibrated, mask)
+        gate = torch.sigmoid(self.gate(rq)[..., self.max_len - L :]).unsqueeze(1)  # [B, 1, Lq, L]
+        combined = masked_softmax(gate * attn + (1 - gate) * calibrated, rmask)
         attacked = None
         if return_attacked:
-            noisy = attn * perturb + torch.randn_like(perturb) * (1 - perturb)
-            attacked = self._merge(masked_softmax(noisy, mask), v)
+            noisy = attn * rperturb + torch.randn_like(rperturb) * (1 - rperturb)
+            attacked = self._merge(masked_softmax(noisy, rmask), v)
         return AttentionOutput(self._merge(combined, v), attacked, perturb, combined)
 
 
@@ -164,8 +180,11 @@ class CalibratedTransformerBlock(nn.Module):
         h = self.norm1(x + a)
         return self.norm2(h + self.ffn(h))
 
-    def forward(self, x: Tensor, mask: Tensor, return_attacked: bool = False) -> AttentionOutput:
-        o = self.attn(x, mask, return_attacked)
+    def forward(
+        self, x: Tensor, mask: Tensor, return_attacked: bool = False, last_only: bool = False
+    ) -> AttentionOutput:
+        o = self.attn(x, mask, return_attacked, last_only)
+        x = x[:, -1:] if last_only else x  # the residual of the querying rows
         attacked = self._finish(x, o.attacked) if o.attacked is not None else None
         return AttentionOutput(self._finish(x, o.out), attacked, o.perturbation, o.attention)
 
@@ -185,10 +204,14 @@ class CalibratedEncoder(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(CalibratedTransformerBlock(**block_kw) for _ in range(num_layers))
 
-    def forward(self, x: Tensor, mask: Tensor, return_attacked: bool = False) -> EncoderOutput:
+    def forward(
+        self, x: Tensor, mask: Tensor, return_attacked: bool = False, last_only: bool = False
+    ) -> EncoderOutput:
+        """``last_only``: the final block computes the newest position alone (outputs [B, 1, d])."""
         perturbations, attentions, attacked = [], [], None
         for i, block in enumerate(self.blocks):
-            o = block(x, mask, return_attacked and i == len(self.blocks) - 1)
+            final = i == len(self.blocks) - 1
+            o = block(x, mask, return_attacked and final, last_only and final)
             x, attacked = o.out, o.attacked if o.attacked is not None else attacked
             if o.perturbation is not None:
                 perturbations.append(o.perturbation)
@@ -258,9 +281,11 @@ class AdversarialCalibrationMixin:
         self.encoder = CalibratedEncoder(num_layers, spatial=spatial, adversarial=adversarial, **kw)
 
     def calibrated_forward(
-        self, input_ids: Tensor, return_attacked: bool = False
+        self, input_ids: Tensor, return_attacked: bool = False, last_only: bool = False
     ) -> tuple[EncoderOutput, Tensor]:
-        """Embeddings (+ absolute positions if kept) -> calibrated encoder; causal unless ``causal = False``."""
+        """Embeddings (+ absolute positions if kept) -> calibrated encoder; causal unless ``causal = False``.
+
+        ``last_only``: outputs at the newest position only ([B, 1, d]), the final block's work cut by L."""
         L = input_ids.shape[1]
         if L > self.max_len:
             raise ValueError(f"input length {L} exceeds model.max_len={self.max_len}")
@@ -269,7 +294,7 @@ class AdversarialCalibrationMixin:
             x = x + self.pos_emb(torch.arange(self.max_len - L, self.max_len, device=input_ids.device))
         x = self.emb_dropout(self.emb_norm(x))
         mask = causal_padding_mask(input_ids, causal=getattr(self, "causal", True))  # [B, 1, L, L]
-        return self.encoder(x, mask, return_attacked), mask
+        return self.encoder(x, mask, return_attacked, last_only), mask
 
     def adversarial_loss(
         self, attacked_rec_loss: Tensor, parts: Sequence[tuple[EncoderOutput, Tensor]]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from generec.data.datamodule import SeqDataModule
+from generec.models.ac_bert4rec import ACBERT4Rec
 from generec.models.ac_sasrec import ACSASRec
 from generec.models.cl4srec import CL4SRec
 from generec.models.duorec import DuoRec
@@ -33,12 +34,70 @@ def test_last_hidden_equals_the_full_pass_at_the_last_position(position_mode):
         torch.testing.assert_close(model.last_hidden(ids), model.sequence_hidden(ids)[:, -1])
 
 
-def test_a_subclass_with_its_own_encoder_keeps_it():
+CALIBRATORS = [(True, True), (True, False), (False, True)]  # (spatial, adversarial)
+
+
+@pytest.mark.parametrize("spatial,adversarial", CALIBRATORS)
+def test_the_calibrated_encoder_reads_the_last_position_alone(spatial, adversarial):
     torch.manual_seed(0)
-    model = ACSASRec(num_items=40, max_len=9, **TINY).eval()
+    model = ACSASRec(num_items=40, max_len=9, spatial=spatial, adversarial=adversarial, **TINY).eval()
     ids = _left_padded()
     with torch.no_grad():
+        fast = model.calibrated_forward(ids, last_only=True)[0]
+        assert fast.hidden.shape == (12, 1, TINY["hidden_size"])
+        assert fast.attentions[-1].shape == (12, 2, 1, 9)  # the final block's one query row
         torch.testing.assert_close(model.last_hidden(ids), model.sequence_hidden(ids)[:, -1])
+
+
+def test_ac_bert4rec_scores_from_its_mask_column_alone():
+    torch.manual_seed(0)
+    model = ACBERT4Rec(num_items=40, max_len=9, **TINY).eval()
+    ids = _left_padded()
+    with torch.no_grad():
+        full = model.sequence_hidden(model.with_mask_last(ids))[:, -1]
+        torch.testing.assert_close(model.encode({"input_ids": ids}), full)
+
+
+def _without_flag(batch: dict) -> dict:
+    """The same batch, not flagged ``last_only`` (parts included): the encoders take the full pass."""
+    out = {k: v for k, v in batch.items() if k != "last_only"}
+    if "sub_batches" in out:
+        out["sub_batches"] = [_without_flag(p) for p in out["sub_batches"]]
+    return out
+
+
+@pytest.mark.parametrize("sub_batches", [1, 4])
+@pytest.mark.parametrize("spatial,adversarial", CALIBRATORS)
+def test_ac_sasrec_fast_path_gives_both_losses_and_gradients_of_the_full_pass(
+    shared_data_dir, tmp_path, monkeypatch, spatial, adversarial, sub_batches
+):
+    """Prefix rows: the recommendation loss, the attacked loss and the perturbation penalty (over every
+    pair of every layer) are those of the full pass, so both parameter groups get the same gradients."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)  # the attacked branch's noise, made fixed
+    os.environ["GENEREC_DATA_DIR"] = str(shared_data_dir)
+    dm = SeqDataModule(
+        registry="ml-100k", batch_size=96, protocol="prefixes", seed=2, cache_dir=str(tmp_path),
+        sub_batches=sub_batches,
+    )  # fmt: skip
+    dm.setup()
+    dm.set_trimming(True)
+    batch = next(iter(dm.train_dataloader()))
+    parts = batch.get("sub_batches", [batch])
+    assert all(p["last_only"] for p in parts)
+    torch.manual_seed(0)
+    model = ACSASRec(dm.num_items, spatial=spatial, adversarial=adversarial, **TINY)
+    results = []
+    for flagged in (batch, _without_flag(batch)):
+        model.zero_grad()
+        rec, adv = model.calibrated_losses(flagged)
+        model.backward_both(rec, adv)
+        losses = torch.stack([rec.detach()] + ([adv.detach()] if adv is not None else []))
+        results.append((losses, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (fast, fast_grads), (full, full_grads) = results
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    assert len(fast_grads) == len(full_grads) > 0
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def _datamodule(shared_data_dir, cache_dir, protocol: str) -> SeqDataModule:
