@@ -232,7 +232,9 @@ def summarize(out: Path, names: list[str], datasets, seeds, colds, entries: dict
                     "| popularity | " + " | ".join(f"{pop[k]:.4f}" for k in METRIC_KEYS) + " | – | | | | | |"
                 )
             except Exception as e:  # noqa: BLE001 - the table is still worth writing
-                lines.append(f"| popularity | failed: {e} |")
+                print(f"popularity baseline on {dataset} not computed: {e}", file=sys.stderr)
+                first = str(e).splitlines()[0].replace("|", "/") if str(e) else type(e).__name__
+                lines.append(f"| popularity | not computed ({first}; full error on stderr) |")
             lines += bucket_tables(out, names, dataset, seeds, cold)
     return "\n".join(lines) + "\n"
 
