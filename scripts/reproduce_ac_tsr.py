@@ -330,12 +330,19 @@ def _train_step(model, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor
     opt.step()
 
 
+def _full_pass(batch: dict) -> dict:
+    """The batch without its ``last_only`` flag: every model then computes all L rows of its final block."""
+    return {k: v for k, v in batch.items() if k != "last_only"}
+
+
 def bench(args: argparse.Namespace) -> str:
     """Cost of one training step (forward + backward + Adam) per model on real batches, same process.
 
     CPU time (``time.process_time``, one thread) is far less sensitive to a shared machine's load
     than wall time; activation memory is the total size of the tensors autograd saves for backward.
-    Model sizes follow the dataset's ``experiment=ac_tsr/<dataset>`` preset.
+    Model sizes follow the dataset's ``experiment=ac_tsr/<dataset>`` preset. With ``bench_full_pass``
+    every step is also taken without the last-position fast path, alternating with the fast one, so
+    the fast path's saving is measured under the same load.
     """
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -343,6 +350,7 @@ def bench(args: argparse.Namespace) -> str:
     from generec.data.datamodule import SeqDataModule
 
     torch.set_num_threads(1)
+    both = bool(getattr(args, "bench_full_pass", False))
     dataset = args.datasets[0]
     dm = SeqDataModule(registry=dataset, protocol="prefixes", max_len=50, batch_size=256)
     dm.setup()
@@ -353,10 +361,12 @@ def bench(args: argparse.Namespace) -> str:
         for i in range(args.bench_steps + 1)
     ]
     lines = [f"### Training-step cost on {dataset} (batch 256, L = 50, preset sizes, 1 CPU thread)", ""]
-    lines += [
-        "| model | parameters | CPU s / step | ratio | saved activations MiB | ratio |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = "| model | parameters | CPU s / step | ratio | saved activations MiB | ratio |"
+    rule = "|---|---|---|---|---|---|"
+    if both:
+        header += " full pass CPU s / step | full pass saved MiB | fast path saves (time, memory) |"
+        rule += "---|---|---|"
+    lines += [header, rule]
     cost: dict[str, tuple[float, float]] = {}
     for variant in args.variants:
         model_name, variant_args = VARIANTS[variant]
@@ -368,21 +378,33 @@ def bench(args: argparse.Namespace) -> str:
         torch.manual_seed(0)
         model = instantiate(cfg.model, num_items=dm.num_items, _convert_="all").train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        saved = [0]
-        with torch.autograd.graph.saved_tensors_hooks(lambda t, n=saved: _count(t, n), lambda t: t):
-            _train_step(model, opt, batches[0])  # warm-up, also measures the saved activations
-        t0 = time.process_time()
+        paths = [lambda b: b, _full_pass] if both else [lambda b: b]
+        saved = [[0] for _ in paths]
+        for path, total in zip(paths, saved, strict=True):  # warm-up, also measures the saved activations
+            with torch.autograd.graph.saved_tensors_hooks(lambda t, n=total: _count(t, n), lambda t: t):
+                _train_step(model, opt, path(batches[0]))
+        spent = [0.0 for _ in paths]
         for b in batches[1:]:
-            _train_step(model, opt, b)
-        seconds = (time.process_time() - t0) / args.bench_steps
-        cost[variant] = (seconds, saved[0] / 2**20)
+            for i, path in enumerate(paths):  # alternating, so both paths see the same load
+                t0 = time.process_time()
+                _train_step(model, opt, path(b))
+                spent[i] += time.process_time() - t0
+        seconds = spent[0] / args.bench_steps
+        cost[variant] = (seconds, saved[0][0] / 2**20)
         base = cost.get(BACKBONE.get(variant, ""))
         ratio_t = f"{seconds / base[0]:.2f}x" if base else "-"
         ratio_m = f"{cost[variant][1] / base[1]:.2f}x" if base else "-"
         n_params = sum(p.numel() for p in model.parameters())
-        lines.append(
+        line = (
             f"| {variant} | {n_params:,} | {seconds:.3f} | {ratio_t} | {cost[variant][1]:.0f} | {ratio_m} |"
         )
+        if both:
+            full_s, full_mib = spent[1] / args.bench_steps, saved[1][0] / 2**20
+            line += (
+                f" {full_s:.3f} | {full_mib:.0f} |"
+                f" {1 - seconds / full_s:.0%}, {1 - cost[variant][1] / full_mib:.0%} |"
+            )
+        lines.append(line)
         print(lines[-1], flush=True)
     return "\n".join(lines)
 
@@ -407,6 +429,11 @@ def main() -> None:
     p.add_argument("--curves", action="store_true", help="validation metrics per epoch from the CSV logs")
     p.add_argument("--bench", action="store_true", help="per-step CPU time and activation memory per model")
     p.add_argument("--bench-steps", type=int, default=5)
+    p.add_argument(
+        "--bench-full-pass",
+        action="store_true",
+        help="also time every step without the last-position fast path (alternating), and report the saving",
+    )
     p.add_argument("--diag-field", default="class", help="item side field holding space-separated categories")
     p.add_argument("--diag-users", type=int, default=2000)
     p.add_argument(
