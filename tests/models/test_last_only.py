@@ -74,13 +74,7 @@ def test_ac_sasrec_fast_path_gives_both_losses_and_gradients_of_the_full_pass(
     """Prefix rows: the recommendation loss, the attacked loss and the perturbation penalty (over every
     pair of every layer) are those of the full pass, so both parameter groups get the same gradients."""
     monkeypatch.setattr(torch, "randn_like", torch.zeros_like)  # the attacked branch's noise, made fixed
-    os.environ["GENEREC_DATA_DIR"] = str(shared_data_dir)
-    dm = SeqDataModule(
-        registry="ml-100k", batch_size=96, protocol="prefixes", seed=2, cache_dir=str(tmp_path),
-        sub_batches=sub_batches,
-    )  # fmt: skip
-    dm.setup()
-    dm.set_trimming(True)
+    dm = _datamodule(shared_data_dir, str(tmp_path), "prefixes", sub_batches)
     batch = next(iter(dm.train_dataloader()))
     parts = batch.get("sub_batches", [batch])
     assert all(p["last_only"] for p in parts)
@@ -100,9 +94,12 @@ def test_ac_sasrec_fast_path_gives_both_losses_and_gradients_of_the_full_pass(
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def _datamodule(shared_data_dir, cache_dir, protocol: str) -> SeqDataModule:
+def _datamodule(shared_data_dir, cache_dir, protocol: str, sub_batches: int = 1) -> SeqDataModule:
     os.environ["GENEREC_DATA_DIR"] = str(shared_data_dir)
-    dm = SeqDataModule(registry="ml-100k", batch_size=96, protocol=protocol, seed=2, cache_dir=cache_dir)
+    dm = SeqDataModule(
+        registry="ml-100k", batch_size=96, protocol=protocol, seed=2, cache_dir=cache_dir,
+        sub_batches=sub_batches,
+    )  # fmt: skip
     dm.setup()
     dm.set_trimming(True)
     return dm
