@@ -114,6 +114,60 @@ def test_rr_reaches_the_routing_parameters_only_through_live_routing(cls):
         assert torch.allclose(a.interests(ids)[0], b.interests(ids)[0])
 
 
+def slow_capsule_routing(u_hat, mask, init, iterations=3):
+    """ComiRec's TensorFlow loop, one user at a time in float64: softmax over interests, then zero padding.
+
+    u_hat [K, L, d], mask [L] bool, init [K, L] -> interests [K, d].
+    """
+    u_hat, logits = u_hat.double(), init.double().clone()
+    K, L, _ = u_hat.shape
+    for it in range(iterations):
+        c = torch.zeros(K, L, dtype=torch.float64)
+        for j in range(L):
+            if mask[j]:
+                e = [math.exp(float(logits[k, j])) for k in range(K)]
+                for k in range(K):
+                    c[k, j] = e[k] / sum(e)
+        caps = []
+        for k in range(K):
+            s = sum(c[k, j] * u_hat[k, j] for j in range(L))
+            n2 = float(s @ s)
+            caps.append(n2 / (1 + n2) / math.sqrt(n2 + 1e-9) * s)
+        if it < iterations - 1:
+            for k in range(K):
+                for j in range(L):
+                    logits[k, j] += float(u_hat[k, j] @ caps[k])
+    return torch.stack(caps)
+
+
+@pytest.mark.parametrize("cls", [ComiRecDR, MIND])
+def test_interest_softmax_routing_matches_comirec_tensorflow_loop(cls):
+    """``routing_softmax=interests``: each real item's weights over the K interests sum to one."""
+    model = make(cls, routing_softmax="interests").eval()
+    ids = padded_batch()
+    mask = ids > 0
+    v, routing = model.interests(ids)
+    assert torch.allclose(routing.sum(1)[mask], torch.ones(int(mask.sum())), atol=1e-5)
+    assert (routing.permute(0, 2, 1)[~mask] == 0).all()
+    h = model.item_emb(ids)
+    with torch.no_grad():
+        if cls is ComiRecDR:
+            u_hat = torch.einsum("lkoi,bli->bklo", model.bilinear, h)
+            init = torch.zeros(3, K, L)
+        else:
+            u_hat = model.bilinear(h)[:, None].expand(3, K, L, D)
+            init = model.eval_routing_init.expand(3, -1, -1)
+        for b in range(3):
+            ref = slow_capsule_routing(u_hat[b], mask[b], init[b]).float()
+            if cls is MIND:
+                ref = model.out(ref)
+            assert torch.allclose(v[b], ref, atol=1e-5), (cls.__name__, b)
+    positions = make(cls).eval().interests(ids)[0]
+    assert not torch.allclose(positions, v, atol=1e-3)  # the axis actually matters
+    with pytest.raises(ValueError, match="routing_softmax"):
+        make(cls, routing_softmax="items")
+
+
 def test_shift_to_end_and_random_cut_keep_history_before_target():
     ids = torch.tensor([[0, 0, 5, 6, 7, 8]])
     assert shift_to_end(ids, torch.tensor([3])).tolist() == [[0, 0, 0, 0, 5, 6]]

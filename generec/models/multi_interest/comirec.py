@@ -2,7 +2,10 @@
 
 Both map a user's item history to K interest vectors; the routing matrix (how much each history item
 feeds each interest) is returned too, for REMI's routing regularisation and the collapse statistic.
-Routing rows are softmaxes over the real positions only, so padding never receives weight.
+Routing weights never reach padding. SA's rows are softmaxes over the real positions; DR and MIND
+take theirs over positions by default (the PyTorch ports, REMI's included) or, with
+``routing_softmax="interests"``, over the K interests for each item, as ComiRec's TensorFlow code does
+(``tf.nn.softmax(capsule_weight, axis=1)`` on a [B, K, L] tensor): the capsule-network coupling.
 """
 
 from __future__ import annotations
@@ -31,6 +34,24 @@ def squash(s: Tensor) -> Tensor:
 
 
 ROUTING_GRADIENTS = ("auto", "detached", "live")
+ROUTING_SOFTMAXES = ("positions", "interests")
+
+
+def check_routing_softmax(routing_softmax: str) -> str:
+    if routing_softmax not in ROUTING_SOFTMAXES:
+        raise ValueError(f"model.routing_softmax must be one of {ROUTING_SOFTMAXES}, got {routing_softmax!r}")
+    return routing_softmax
+
+
+def coupling(logits: Tensor, mask: Tensor, over: str = "positions") -> Tensor:
+    """Coupling coefficients [B, K, L] from routing logits, zero on padding.
+
+    ``positions``: each interest's row is a distribution over the real items. ``interests``: each real
+    item's column is a distribution over the K interests (dynamic routing as in capsule networks).
+    """
+    if over == "positions":
+        return masked_softmax(logits, mask)
+    return torch.softmax(logits, dim=1) * mask[:, None, :]
 
 
 def routing_is_live(routing_gradient: str, rr_lambda: float) -> bool:
@@ -53,7 +74,12 @@ def routing_is_live(routing_gradient: str, rr_lambda: float) -> bool:
 
 
 def dynamic_routing(
-    u_hat: Tensor, mask: Tensor, init_logits: Tensor, iterations: int = 3, live: bool = False
+    u_hat: Tensor,
+    mask: Tensor,
+    init_logits: Tensor,
+    iterations: int = 3,
+    live: bool = False,
+    over: str = "positions",
 ) -> tuple[Tensor, Tensor]:
     """Behaviour-to-interest dynamic routing (ComiRec-DR / MIND).
 
@@ -61,13 +87,14 @@ def dynamic_routing(
     [B, K, L]. By default the routing logits are refined on a detached copy of ``u_hat`` (as in
     ComiRec); the last iteration uses the live ``u_hat`` so gradients reach the bilinear map, but
     the returned routing weights are then constants. ``live=True`` refines on ``u_hat`` itself, so
-    a loss on the routing (REMI's RR) reaches the parameters.
+    a loss on the routing (REMI's RR) reaches the parameters. ``over`` is the softmax axis
+    (see ``coupling``).
     Returns (interests [B, K, d], routing [B, K, L]).
     """
     logits = init_logits
     u_iter = u_hat if live else u_hat.detach()
     for i in range(iterations):
-        c = masked_softmax(logits, mask)  # [B, K, L]
+        c = coupling(logits, mask, over)  # [B, K, L]
         if i < iterations - 1:
             v = squash(torch.einsum("bkl,bkld->bkd", c, u_iter))  # [B, K, d]
             logits = logits + torch.einsum("bkld,bkd->bkl", u_iter, v)
@@ -123,7 +150,8 @@ class ComiRecSA(MultiInterestModule):
 class ComiRecDR(MultiInterestModule):
     """Dynamic routing with a position- and interest-specific bilinear map (ComiRec-DR, 3 iterations).
 
-    Routing logits start at zero; coupling coefficients are a softmax over the real positions.
+    Routing logits start at zero; coupling coefficients are a softmax over the real positions, or
+    over the interests with ``routing_softmax="interests"`` (ComiRec's TensorFlow code).
     """
 
     def __init__(
@@ -144,6 +172,7 @@ class ComiRecDR(MultiInterestModule):
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
         routing_gradient: str = "auto",
+        routing_softmax: str = "positions",
     ) -> None:
         super().__init__(
             num_items, max_len, hidden_size, num_interests, num_negatives, sampler, logq_correction,
@@ -152,6 +181,7 @@ class ComiRecDR(MultiInterestModule):
         self.save_hyperparameters()
         self.routing_iterations = routing_iterations
         self.live_routing = routing_is_live(routing_gradient, rr_lambda)
+        self.routing_softmax = check_routing_softmax(routing_softmax)
         # [L, K, d_out, d_in]: one map per (position, interest), as ComiRec's bilinear_type=2
         self.bilinear = nn.Parameter(torch.randn(max_len, num_interests, hidden_size, hidden_size))
 
@@ -162,4 +192,6 @@ class ComiRecDR(MultiInterestModule):
         h = self.item_emb(input_ids)  # [B, L, d]
         u_hat = torch.einsum("lkoi,bli->bklo", self.bilinear[self.max_len - L :], h)  # [B, K, L, d]
         init = h.new_zeros(h.shape[0], self.num_interests, L)
-        return dynamic_routing(u_hat, mask, init, self.routing_iterations, self.live_routing)
+        return dynamic_routing(
+            u_hat, mask, init, self.routing_iterations, self.live_routing, self.routing_softmax
+        )

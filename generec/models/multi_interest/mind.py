@@ -14,7 +14,11 @@ from torch import Tensor, nn
 
 from generec.eval.metrics import DEFAULT_KS
 from generec.models.multi_interest.base import MultiInterestModule
-from generec.models.multi_interest.comirec import dynamic_routing, routing_is_live
+from generec.models.multi_interest.comirec import (
+    check_routing_softmax,
+    dynamic_routing,
+    routing_is_live,
+)
 
 
 class MIND(MultiInterestModule):
@@ -38,6 +42,7 @@ class MIND(MultiInterestModule):
         weight_decay: float = 0.0,
         eval_ks: Sequence[int] = DEFAULT_KS,
         routing_gradient: str = "auto",
+        routing_softmax: str = "positions",
     ) -> None:
         super().__init__(
             num_items, max_len, hidden_size, num_interests, num_negatives, sampler, logq_correction,
@@ -46,6 +51,7 @@ class MIND(MultiInterestModule):
         self.save_hyperparameters()
         self.routing_iterations = routing_iterations
         self.live_routing = routing_is_live(routing_gradient, rr_lambda)
+        self.routing_softmax = check_routing_softmax(routing_softmax)
         self.bilinear = nn.Linear(hidden_size, hidden_size, bias=False)
         self.out = nn.Sequential(nn.Linear(hidden_size, hidden_size, bias=False), nn.ReLU())
         # The shared map makes the K interests identical unless the routing logits start apart, so MIND
@@ -63,5 +69,7 @@ class MIND(MultiInterestModule):
             init = torch.randn(B, self.num_interests, L, device=u.device, dtype=u.dtype)
         else:  # the last L columns: left padding, so the newest item always meets the same logit
             init = self.eval_routing_init[:, -L:].to(u.dtype).expand(B, -1, -1)
-        v, routing = dynamic_routing(u_hat, mask, init, self.routing_iterations, self.live_routing)
+        v, routing = dynamic_routing(
+            u_hat, mask, init, self.routing_iterations, self.live_routing, self.routing_softmax
+        )
         return self.out(v), routing
