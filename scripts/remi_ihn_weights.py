@@ -12,22 +12,13 @@ weights, 1 = a single negative carries the loss). Medians over the batch's rows.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
 import torch
 
 from generec.data.datamodule import SeqDataModule
-
-
-def load(checkpoint: Path) -> torch.nn.Module:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    module, name = ckpt["generec_model_class"].rsplit(".", 1)
-    model = getattr(importlib.import_module(module), name).load_from_checkpoint(
-        checkpoint, map_location="cpu"
-    )
-    return model.eval()
+from generec.predict import load_model
 
 
 @torch.no_grad()
@@ -63,9 +54,8 @@ def main() -> None:
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     for path in args.checkpoints:
-        if not path.is_file():
-            raise SystemExit(f"{path}: no such checkpoint")
-        row = {"checkpoint": str(path), **weight_spread(load(path), batch, args.betas, args.negatives)}
+        model, _ = load_model(path)
+        row = {"checkpoint": str(path), **weight_spread(model, batch, args.betas, args.negatives)}
         print(json.dumps(row), flush=True)
 
 
