@@ -2,8 +2,8 @@
 
 IHN weights a row's sampled negatives by ``softmax_j(beta s_j)``, so what beta does depends on the
 spread of the raw scores ``s_j`` the model has learnt. For one training batch of the checkpoint's
-dataset this prints the spread of ``s_j`` over 1280 uniform negatives (under the interest the target
-selects) and, for several beta, the effective number of negatives ``1 / sum_j w_j^2`` (1280 = uniform
+dataset this prints the spread of ``s_j`` over the model's own sampled negatives (under the interest
+the target selects; accidental hits excluded, as in the loss) and, for several beta, the effective number of negatives ``1 / sum_j w_j^2`` (1280 = uniform
 weights, 1 = a single negative carries the loss). Medians over the batch's rows.
 
     python scripts/remi_ihn_weights.py --dataset beauty results/remi_beauty_beta01/runs/comirec_sa-ihn-s1/checkpoints/best.ckpt
@@ -18,24 +18,35 @@ from pathlib import Path
 import torch
 
 from generec.data.datamodule import SeqDataModule
+from generec.models.multi_interest.losses import InterestAwareHardNegatives
 from generec.predict import load_model
 
 
 @torch.no_grad()
-def weight_spread(model, batch: dict[str, torch.Tensor], betas: list[float], negatives: int) -> dict:
+def weight_spread(model, batch: dict[str, torch.Tensor], betas: list[float]) -> dict:
+    """The model's own sampler, logits and IHN weights (accidental hits excluded), on one batch."""
     history, target = model.training_examples(batch)
     interests, _ = model.interests(history)
     items = model.item_embeddings()
     selected = model.hard_readout(interests, items[target])  # [R, d]
-    neg = torch.randint(1, items.shape[0], (negatives,))
-    scores = selected @ items[neg].T  # [R, n]
+    loss = model.sampled_loss
+    _, scores, _, neg_logit = loss.logits(selected, target, items, loss.sample(selected.device))  # [R, n]
+    kept = torch.isfinite(neg_logit)
+    n = kept.sum(1)
+    mean = (scores * kept).sum(1) / n
+    std = ((((scores - mean[:, None]) * kept) ** 2).sum(1) / (n - 1)).sqrt()
+    high = scores.masked_fill(~kept, float("-inf")).amax(1)
+    low = scores.masked_fill(~kept, float("inf")).amin(1)
     out = {
         "rows": len(target),
-        "score_std": float(scores.std(1).median()),
-        "score_range": float((scores.max(1).values - scores.min(1).values).median()),
+        "negatives": loss.num_negatives,
+        "score_std": float(std.median()),
+        "score_range": float((high - low).median()),
     }
     for beta in betas:
-        w = torch.softmax(beta * scores, dim=1)
+        ihn = InterestAwareHardNegatives(loss.num_items, beta=beta, num_negatives=loss.num_negatives)
+        w = ihn.negative_log_weights(scores, neg_logit).exp()  # mean 1 over the kept negatives
+        w = w / w.sum(1, keepdim=True)
         out[f"effective_negatives@beta={beta:g}"] = float((1.0 / (w**2).sum(1)).median())
     return out
 
@@ -45,7 +56,6 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--dataset", default="beauty")
     p.add_argument("--betas", nargs="+", type=float, default=[0.1, 1.0, 10.0])
-    p.add_argument("--negatives", type=int, default=1280)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -55,7 +65,7 @@ def main() -> None:
     batch = next(iter(dm.train_dataloader()))
     for path in args.checkpoints:
         model, _ = load_model(path)
-        row = {"checkpoint": str(path), **weight_spread(model, batch, args.betas, args.negatives)}
+        row = {"checkpoint": str(path), **weight_spread(model, batch, args.betas)}
         print(json.dumps(row), flush=True)
 
 
