@@ -267,6 +267,13 @@ def main() -> None:
     out = Path(args.out)
     methods = grid(args.grid)
     if args.only:
+        unknown = [m for m in args.only if m not in methods]
+        if unknown:  # a typo or a method of a larger grid must not turn into "0 runs"
+            wider = {m: g for g in ("with_cl_slide_window", "full") for m in grid(g)}
+            hints = [f"{m} (in --grid {wider[m]})" if m in wider else m for m in unknown]
+            p.error(
+                f"--only: not in --grid {args.grid}: {', '.join(hints)}; this grid has: {', '.join(methods)}"
+            )
         methods = {k: v for k, v in methods.items() if k in args.only}
     jobs = [
         (name, ov, d, s, c)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def _record(run_id: str, seed: int, ndcg: float) -> dict:
@@ -46,3 +47,16 @@ def test_collect_prefers_records_and_keeps_earlier_entries(tmp_path: Path, scrip
     assert cells[2] == d.mean_std(np.array([0.03, 0.05]))  # test ndcg@10 over both seeds
     assert cells[5] == "2"  # seeds
     assert cells[9] == "3"  # s to best: mean of 3.0 and 3.0
+
+
+def test_only_names_outside_the_grid_are_an_error(tmp_path: Path, script_module, monkeypatch, capsys):
+    """``--only sasrec+mask`` under the default reduced grid used to print "0 runs" and exit 0."""
+    d = script_module("reproduce_da4rec")
+    argv = ["reproduce_da4rec.py", "--only", "sasrec+mask", "sasrec+typo", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        d.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "sasrec+mask (in --grid full)" in err and "sasrec+typo" in err
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
