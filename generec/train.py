@@ -20,6 +20,7 @@ import torch
 import torch._dynamo  # noqa: F401  (imported lazily by the first optimiser step: keep it out of epoch 1 timing)
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from generec.callbacks import EpochSeed, RunHistory
@@ -36,6 +37,9 @@ from generec.results import (
 )
 
 log = logging.getLogger(__name__)
+
+# The shell's code for a process ended by SIGTERM (128 + 15); Slurm and our drivers read it as a failure.
+SIGTERM_EXIT_CODE = 143
 
 
 def _model_name(cfg: DictConfig) -> str:
@@ -202,7 +206,12 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    record = run(cfg)
+    try:
+        record = run(cfg)
+    except SIGTERMException:
+        # Lightning turns SIGTERM into a SystemExit with code 0, so a preempted run would read as done.
+        log.warning("stopped by SIGTERM: no record written; the same command resumes from last.ckpt")
+        raise SystemExit(SIGTERM_EXIT_CODE) from None
     return record["metrics"]["valid"].get(cfg.monitor.split("/", 1)[1])  # for sweepers
 
 

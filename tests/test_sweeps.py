@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -130,20 +131,29 @@ def test_wandb_offline_without_credentials(tmp_path, monkeypatch):
 
 CRASH = '''
 import os
+import signal
 import lightning as L
 
 
 class CrashAtEpoch(L.Callback):
-    """Kills the process (no clean-up, like a preemption) when epoch CRASH_AT_EPOCH starts."""
+    """At the start of epoch CRASH_AT_EPOCH: kill the process (no clean-up, like a node failure) or
+    send it SIGTERM (what Slurm sends at preemption or time-out) when CRASH_MODE=sigterm."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         if str(trainer.current_epoch) == os.environ.get("CRASH_AT_EPOCH"):
-            os._exit(7)
+            if os.environ.get("CRASH_MODE") == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                os._exit(7)
 '''
 
 
-def test_killed_run_leaves_no_record_and_requeue_finishes_same_run(tmp_path):
-    """A requeued job (same config, same folder) resumes from last.ckpt and writes one record."""
+@pytest.mark.parametrize(("mode", "code"), [("exit", 7), ("sigterm", 143)])
+def test_killed_run_leaves_no_record_and_requeue_finishes_same_run(tmp_path, mode, code):
+    """A requeued job (same config, same folder) resumes from last.ckpt and writes one record.
+
+    A SIGTERM'd run exits 143, not Lightning's default 0, so a launcher or driver does not take a run
+    without a record for a finished one."""
     rng = np.random.default_rng(0)
     lines = [f"u{u}\ti{rng.integers(1, 40)}" for u in range(60) for _ in range(rng.integers(6, 12))]
     (tmp_path / "walks.txt").write_text("\n".join(lines) + "\n")
@@ -160,8 +170,8 @@ def test_killed_run_leaves_no_record_and_requeue_finishes_same_run(tmp_path):
         f"results_dir={tmp_path}/results",
     ]
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    crashed = run_train(*args, env={**env, "CRASH_AT_EPOCH": "2"}, check=False)
-    assert crashed.returncode == 7, crashed.stderr[-3000:]
+    crashed = run_train(*args, env={**env, "CRASH_AT_EPOCH": "2", "CRASH_MODE": mode}, check=False)
+    assert crashed.returncode == code, crashed.stderr[-3000:]
     assert not records_in(tmp_path / "results")  # a crashed run leaves no record
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     first_id = json.loads((tmp_path / "run" / ".generec_run.json").read_text())["run_id"]
